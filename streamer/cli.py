@@ -1,0 +1,49 @@
+"""The ``lstmad`` console script: one entry point, a subcommand per job.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+``run(args) -> int``; modules are imported only when their subcommand runs, so
+``lstmad serve`` never imports TensorFlow and ``lstmad --help`` starts instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name -> (module, one-line help). Training commands need the [train] extra.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "version": ("streamer.version", "print lstmad's version and its runtime libraries"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lstmad", description="Streaming anomaly detection with LSTM forecasts over Kafka."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        _lazy_arguments(p, module)
+    return parser
+
+
+def _lazy_arguments(parser: argparse.ArgumentParser, module: str) -> None:
+    # Arguments are declared by the module; importing it only for --help of that subcommand
+    # would hide errors, so import it here but keep heavy imports inside its run().
+    importlib.import_module(module).add_arguments(parser)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
