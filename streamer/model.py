@@ -1,0 +1,98 @@
+"""Loading a model file into ONNX Runtime: the daemon's only view of a model.
+
+:func:`load` validates the manifest and graph checksum (``streamer.manifest.read``), opens a
+CPU session with the configured thread counts, checks the I/O names and shapes against the
+manifest, and runs one probe batch so that a file that loads but cannot run is refused at
+load time, not in the hot path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from streamer import manifest as mf
+from streamer.windows import Mode, error_scale
+
+
+@dataclass(frozen=True)
+class OnnxModel:
+    """A loaded, validated model. ``predict`` maps raw windows [B, W, F] to raw next values [B]."""
+
+    path: Path
+    manifest: mf.Manifest
+    sha256: str
+    session: Any
+
+    @property
+    def window(self) -> int:
+        return self.manifest.window
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.manifest.features
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    def predict(self, windows: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+        if len(windows) == 0:
+            return np.empty(0, dtype=np.float32)
+        x = np.ascontiguousarray(windows, dtype=np.float32)
+        (out,) = self.session.run([mf.OUTPUT_NAME], {mf.INPUT_NAME: x})
+        return np.asarray(out, dtype=np.float32).reshape(len(x))
+
+    def error_scale(self, windows: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+        """Per-window scale that turns raw errors into the manifest's normalised units."""
+        m = self.manifest
+        mode: Mode = m.normalisation  # type: ignore[assignment]  # validated by manifest.parse
+        return error_scale(windows, m.target_index, mode, m.target_diff_scale).astype(np.float64)
+
+
+def load(path: str | Path, intra_op_threads: int = 1, inter_op_threads: int = 1) -> OnnxModel:
+    """Load and validate ``path``; raise :class:`~streamer.manifest.ManifestError` if unusable."""
+    import onnxruntime as ort
+
+    p = Path(path)
+    manifest, data = mf.read(p)
+    if manifest.mode != "window":
+        raise mf.ManifestError(
+            f"{p}: manifest mode is {manifest.mode!r}; the daemon serves 'window' models "
+            "(stateful single-step exports are for benchmarks)"
+        )
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = intra_op_threads
+    opts.inter_op_num_threads = inter_op_threads
+    opts.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise mf.ManifestError(f"{p}: ONNX Runtime cannot open the graph: {exc}") from exc
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name for o in session.get_outputs()}
+    if set(inputs) != {mf.INPUT_NAME} or mf.OUTPUT_NAME not in outputs:
+        raise mf.ManifestError(
+            f"{p}: graph I/O is {sorted(inputs)} -> {sorted(outputs)}; "
+            f"expected ['{mf.INPUT_NAME}'] -> ['{mf.OUTPUT_NAME}']"
+        )
+    shape = inputs[mf.INPUT_NAME].shape
+    if len(shape) != 3 or shape[1:] != [manifest.window, len(manifest.features)]:
+        raise mf.ManifestError(
+            f"{p}: input shape {shape} does not match the manifest's window "
+            f"{manifest.window} x {len(manifest.features)} features"
+        )
+    model = OnnxModel(p, manifest, hashlib.sha256(data).hexdigest(), session)
+    probe = model.predict(np.ones((2, manifest.window, len(manifest.features)), np.float32))
+    if probe.shape != (2,) or not np.all(np.isfinite(probe)):
+        raise mf.ManifestError(f"{p}: the graph does not give one finite prediction per window")
+    return model
