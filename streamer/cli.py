@@ -15,6 +15,8 @@ from collections.abc import Sequence
 # name -> (module, one-line help). Training commands need the [train] extra.
 COMMANDS: dict[str, tuple[str, str]] = {
     "version": ("streamer.version", "print lstmad's version and its runtime libraries"),
+    "train": ("training.train", "train the LSTM forecaster from [training] and export ONNX"),
+    "evaluate": ("training.evaluate", "score the exported model on the test split, with plots"),
 }
 
 
