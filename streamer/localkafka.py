@@ -48,6 +48,9 @@ logger.apache.level = {level}
 """
 
 
+_STORE_PASSWORD = "lstmad-test-only"
+
+
 class BrokerError(RuntimeError):
     """The local broker could not be fetched, formatted or started; the message says why."""
 
@@ -104,12 +107,26 @@ class LocalKafka:
     controller_port: int = 0
     data_dir: Path | None = None
     keep_data: bool = False
+    # SCRAM-SHA-512 over TLS: a second listener with a self-signed certificate and these users
+    # (name -> password), next to the PLAINTEXT one the harness itself uses.
+    scram_users: Mapping[str, str] | None = None
+    sasl_port: int = 0
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _owns_dir: bool = field(default=False, init=False, repr=False)
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.sasl_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """PEM of the broker's self-signed certificate: the CA a TLS client must trust."""
+        assert self.data_dir is not None
+        return self.data_dir / "ca.pem"
 
     @property
     def log_file(self) -> Path:
@@ -146,8 +163,55 @@ class LocalKafka:
             "auto.create.topics.enable": "true",
             "log.flush.interval.messages": "9223372036854775807",
         }
+        if self.scram_users is not None:
+            store = self.data_dir / "broker.p12"
+            props["listeners"] += f",SASL_SSL://127.0.0.1:{self.sasl_port}"
+            props["advertised.listeners"] += f",SASL_SSL://127.0.0.1:{self.sasl_port}"
+            props["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
+            props["sasl.enabled.mechanisms"] = "SCRAM-SHA-512"
+            props["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"] = (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            )
+            props["ssl.keystore.location"] = str(store)
+            props["ssl.keystore.type"] = "PKCS12"
+            props["ssl.keystore.password"] = _STORE_PASSWORD
+            props["ssl.key.password"] = _STORE_PASSWORD
         props.update(self.extra_properties)
         return props
+
+    def _make_certificate(self) -> None:
+        """A self-signed certificate for 127.0.0.1/localhost, made with the JDK's keytool."""
+        assert self.data_dir is not None
+        keytool = shutil.which("keytool")
+        if keytool is None:
+            raise BrokerError("keytool (from the JDK) is needed for the TLS listener")
+        store = self.data_dir / "broker.p12"
+        common = ["-keystore", str(store), "-storepass", _STORE_PASSWORD, "-storetype", "PKCS12"]
+        for cmd in (
+            [
+                "-genkeypair",
+                "-alias",
+                "broker",
+                "-keyalg",
+                "RSA",
+                "-keysize",
+                "2048",
+                "-dname",
+                "CN=localhost",
+                "-ext",
+                "SAN=ip:127.0.0.1,dns:localhost",
+                "-validity",
+                "7",
+                "-keypass",
+                _STORE_PASSWORD,
+            ],
+            ["-exportcert", "-rfc", "-alias", "broker", "-file", str(self.ca_file)],
+        ):
+            proc = subprocess.run(
+                [keytool, *cmd, *common], capture_output=True, text=True, check=False
+            )
+            if proc.returncode != 0:
+                raise BrokerError(f"keytool {cmd[0]} failed: {proc.stdout}{proc.stderr}")
 
     def _java(self, *args: str, heap: str | None = None) -> list[str]:
         java = shutil.which("java")
@@ -172,6 +236,9 @@ class LocalKafka:
             _LOG4J2.format(log=self.log_file, level=self.log_level)
         )
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        scram: list[str] = []
+        for name, password in (self.scram_users or {}).items():
+            scram += ["--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]"]
         proc = subprocess.run(
             self._java(
                 "kafka.tools.StorageTool",
@@ -181,6 +248,7 @@ class LocalKafka:
                 cluster_id,
                 "-c",
                 str(props),
+                *scram,
                 heap="256m",
             ),
             capture_output=True,
@@ -197,11 +265,15 @@ class LocalKafka:
         fetch_jars()
         self.port = self.port or free_port()
         self.controller_port = self.controller_port or free_port()
+        if self.scram_users is not None:
+            self.sasl_port = self.sasl_port or free_port()
         if self.data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="lstmad-kafka-"))
             self._owns_dir = True
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not (self.data_dir / "log" / "meta.properties").exists():
+            if self.scram_users is not None:
+                self._make_certificate()
             self.format_storage()
         props = self.data_dir / "server.properties"
         out = (self.data_dir / "stdout.log").open("ab")
