@@ -1,0 +1,368 @@
+"""The scoring core: points in, scored predictions and alert episode events out. Pure.
+
+``Pipeline.process(points, now)`` is the daemon's hot path (contract in
+``notes/pipeline_api.md``): route points to per-stream rows, reject duplicates and
+out-of-order points, push the rest into ring buffers, run ONE ``model.predict`` for every
+window that needs a forecast, compare each point with the forecast made from the window
+before it, and run both detectors vectorised over streams.
+
+Timeline of one stream (window 3). ``f(..)`` is the forecast for the next point, made as
+soon as the window is full; it is kept in the stream's state between batches, so a batch
+only predicts from windows that end inside it::
+
+    points:    p0  p1  p2 | p3   p4 | p5          (| = batch boundary)
+    forecast:          f2 | f3   f4 | f5          f2 = predict([p0 p1 p2]), made in batch 1
+    scored:               | p3~f2 p4~f3 | p5~f4   f5 = next_predicted after batch 3
+
+Several points of one stream in a batch are processed in *rounds*: round r holds the r-th
+point of every stream (arrival order), so each round touches a stream at most once and is
+one vectorised step; the loop is over rounds, never over streams.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from streamer.buffers import (
+    Column,
+    RingBuffers,
+    StateCodec,
+    StateTable,
+    StreamIndex,
+    ring_spec,
+)
+from streamer.detect import AnomalyConfig, AnomalyDetector
+from streamer.metrics import SEVERITIES
+from streamer.volatility import VolatilityConfig, VolatilityDetector
+
+NONE, PENDING = -2, -1  # prediction sources of a stream during a batch
+
+
+class Predictor(Protocol):
+    window: int
+    features: tuple[str, ...]
+    manifest: Any  # streamer.manifest.Manifest: .calibration, .target_index
+
+    def predict(self, windows: np.ndarray) -> np.ndarray: ...
+    def error_scale(self, windows: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """``[detect]``: the detectors' sections and the stream table's bounds."""
+
+    anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
+    volatility: VolatilityConfig = field(default_factory=VolatilityConfig)
+    max_streams: int = 200_000  # live streams; points of further new streams are rejected
+    initial_capacity: int = 1024  # rows preallocated; tables double when full
+
+    def __post_init__(self) -> None:
+        for name in ("max_streams", "initial_capacity"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"[detect] {name} must be an integer >= 1, got {v!r}")
+
+
+@dataclass(frozen=True)
+class Points:
+    streams: list[str]
+    ts_ms: np.ndarray
+    values: np.ndarray
+    offsets: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One row per point compared with a forecast, in arrival order."""
+
+    index: np.ndarray  # int64 [K] into Points
+    predicted: np.ndarray  # raw forecast made from the window before the point
+    actual: np.ndarray
+    error: np.ndarray  # actual - predicted
+    norm_error: np.ndarray  # error / error_scale(window)
+    next_predicted: dict[str, float]  # touched stream -> forecast of its next point
+    band: dict[str, tuple[float, float]] = field(default_factory=dict)  # next-value range
+    score: np.ndarray | None = None  # anomaly score |z - mu| (normalised units)
+    threshold: np.ndarray | None = None  # the stream's adaptive threshold at that point
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    status: str
+    stream: str
+    ts_ms: int
+    index: int
+    value: float
+    predicted: float
+    error: float
+    score: float
+    threshold: float
+    severity: str
+    episode_start_ms: int
+
+
+@dataclass(frozen=True)
+class Rejected:
+    index: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Result:
+    scored: Scored
+    events: list[Event]
+    rejected: list[Rejected]
+
+
+FORECAST_SPEC = {
+    "has_pred": Column("bool"),  # the window is full and pred is its forecast
+    "pred": Column("float64"),  # forecast of the next point
+    "pred_scale": Column("float64"),  # error_scale of the window it came from
+}
+
+
+class Pipeline:
+    """Per-stream windows, forecasts and detector state for one model (see module doc)."""
+
+    def __init__(self, model: Predictor, config: DetectConfig) -> None:
+        self.config = config
+        self.model = model
+        self.window, self.nfeat = model.window, len(model.features)
+        self.target = int(model.manifest.target_index)
+        cap = config.initial_capacity
+        self.index = StreamIndex()
+        self.state = StateTable({**ring_spec(self.window, self.nfeat), **FORECAST_SPEC}, cap)
+        self.ring = RingBuffers(self.state, self.window)
+        self.anomaly = AnomalyDetector(config.anomaly, model.manifest.calibration, cap)
+        self.volatility = VolatilityDetector(config.volatility, cap)
+        self.tables = [self.state, self.anomaly.table, self.volatility.table]
+        self.codec = StateCodec(self.tables, self.window, self.nfeat)
+
+    # ------------------------------------------------------------------ housekeeping
+    def stream_count(self) -> int:
+        return len(self.index)
+
+    def state_bytes_per_stream(self) -> int:
+        """Bytes of numpy state one stream occupies (window + forecast + detectors)."""
+        return sum(t.nbytes_per_row() for t in self.tables)
+
+    def set_model(self, model: Predictor) -> None:
+        """Hot reload keeping windows, forecasts and detector state (same window/features)."""
+        if model.window != self.window:
+            raise ValueError(f"new model has window {model.window}, the running one {self.window}")
+        if tuple(model.features) != tuple(self.model.features):
+            raise ValueError(
+                f"new model has features {tuple(model.features)}, "
+                f"the running one {tuple(self.model.features)}"
+            )
+        self.model = model
+        self.target = int(model.manifest.target_index)
+        self.anomaly.set_calibration(model.manifest.calibration)  # for streams seen from now
+
+    def _new_rows(self, rows: np.ndarray) -> None:
+        need = self.index.high_water
+        if need > self.state.capacity:
+            cap = max(need, 2 * self.state.capacity)
+            for t in self.tables:
+                t.grow(cap)
+        self.state.reset(rows)
+        self.anomaly.init_rows(rows)
+        self.volatility.init_rows(rows)
+
+    def _rows(self, streams: list[str], rejected: list[Rejected]) -> np.ndarray:
+        rows = self.index.lookup(streams)
+        miss = np.flatnonzero(rows < 0)
+        if miss.size:
+            added: list[int] = []
+            for i in miss:  # only points of streams never seen before
+                s = streams[i]
+                row = self.index.rows.get(s, -1)
+                if row < 0 and len(self.index) < self.config.max_streams:
+                    row = self.index.add(s)
+                    added.append(row)
+                if row < 0:
+                    rejected.append(Rejected(int(i), "stream_limit"))
+                rows[i] = row
+            if added:
+                self._new_rows(np.asarray(added, dtype=np.intp))
+        return rows
+
+    def evict_idle(self, now_ms: int, idle_ms: int, events: list[Event] | None = None) -> list[str]:
+        """Free the streams whose last point is older than ``now_ms - idle_ms``.
+
+        If ``events`` is given, a ``resolved`` event (index -1, ts = the stream's last point,
+        error 0, predicted = its pending forecast or last value) is appended to it for every
+        episode still open on an evicted stream.
+        """
+        if not len(self.index):
+            return []
+        ids = list(self.index.rows)
+        rows = np.fromiter(self.index.rows.values(), dtype=np.intp, count=len(ids))
+        idle = self.state["last_ts"][rows] < now_ms - idle_ms
+        gone = rows[idle]
+        names = [ids[i] for i in np.flatnonzero(idle)]
+        if events is not None and gone.size:
+            last = self.ring.last_values(gone)[:, self.target].astype(np.float64)
+            pred = np.where(self.state["has_pred"][gone], self.state["pred"][gone], last)
+            for kind, det in (("anomaly", self.anomaly), ("volatility", self.volatility)):
+                t = det.table
+                for j in np.flatnonzero(t["open"][gone]):
+                    r = gone[j]
+                    events.append(
+                        Event(kind, "resolved", names[j], int(self.state["last_ts"][r]), -1,
+                              float(last[j]), float(pred[j]), 0.0, 0.0, 0.0,
+                              SEVERITIES[int(t["sev"][r])], int(t["ep_start"][r]))
+                    )  # fmt: skip
+        self.index.remove(names)
+        for t in self.tables:
+            t.reset(gone)
+        return names
+
+    def export_state(self, streams: Iterable[str]) -> dict[str, bytes]:
+        """Compact, versioned bytes per known stream (unknown streams are left out)."""
+        known = [s for s in streams if s in self.index.rows]
+        rows = self.index.lookup(known)
+        return dict(zip(known, self.codec.encode(rows), strict=True)) if known else {}
+
+    def import_state(self, states: Mapping[str, bytes]) -> None:
+        """Restore streams exactly as exported (replacing any state they have here)."""
+        for s, data in states.items():
+            self.codec.check(s, data)
+        new = [s for s in states if s not in self.index.rows]
+        if len(self.index) + len(new) > self.config.max_streams:
+            raise ValueError(
+                f"importing {len(new)} new streams would exceed [detect] max_streams "
+                f"= {self.config.max_streams} ({len(self.index)} live)"
+            )
+        added = [self.index.add(s) for s in new]
+        if added:
+            self._new_rows(np.asarray(added, dtype=np.intp))
+        streams = list(states)
+        if streams:
+            self.codec.decode(self.index.lookup(streams), [states[s] for s in streams])
+
+    # ------------------------------------------------------------------ the hot path
+    def process(self, points: Points, now: float) -> Result:
+        """Score one poll batch. ``now`` (unix seconds) is accepted for the contract; every
+        decision here uses event time (``points.ts_ms``), so replays are reproducible."""
+        n = len(points.streams)
+        ts_all = np.asarray(points.ts_ms, dtype=np.int64)
+        values = np.asarray(points.values, dtype=np.float64)
+        if ts_all.shape != (n,) or values.shape != (n, self.nfeat):
+            raise ValueError(
+                f"Points: {n} streams, ts_ms shape {ts_all.shape}, values shape {values.shape}; "
+                f"expected ({n},) and ({n}, {self.nfeat}) in the model's feature order"
+            )
+        rejected: list[Rejected] = []
+        rows = self._rows(points.streams, rejected)
+        valid = np.flatnonzero(rows >= 0)
+        # Rank of each point within its stream (arrival order) and its stream's group id.
+        order = valid[np.argsort(rows[valid], kind="stable")]
+        srows = rows[order]
+        first = np.r_[True, srows[1:] != srows[:-1]] if srows.size else np.zeros(0, bool)
+        gid = np.cumsum(first) - 1
+        starts = np.flatnonzero(first)
+        rank = np.arange(srows.size) - starts[gid]
+        by_round = np.lexsort((order, rank))  # round-major, arrival order inside a round
+        bounds = np.flatnonzero(np.r_[True, np.diff(rank[by_round]) != 0, True])
+        g_rows = srows[starts]
+        src = np.where(self.state["has_pred"][g_rows], PENDING, NONE)
+        windows: list[np.ndarray] = []
+        k = 0
+        sc_idx, sc_src, sc_row, sc_round, sc_prev = [], [], [], [], []
+        for r in range(len(bounds) - 1):
+            sel = by_round[bounds[r] : bounds[r + 1]]
+            idx, rr, gg = order[sel], srows[sel], gid[sel]
+            ts = ts_all[idx]
+            ok = ts > self.state["last_ts"][rr]
+            rejected.extend(Rejected(int(i), "out_of_order") for i in idx[~ok])
+            idx, rr, gg, ts = idx[ok], rr[ok], gg[ok], ts[ok]
+            has = src[gg] != NONE
+            sc_idx.append(idx[has])
+            sc_src.append(src[gg[has]])
+            sc_row.append(rr[has])
+            sc_round.append(np.full(int(has.sum()), r))
+            sc_prev.append(self.ring.last_values(rr[has])[:, self.target])
+            self.ring.push(rr, values[idx], ts)
+            full = self.state["count"][rr] == self.window
+            windows.append(self.ring.gather(rr[full]))
+            src[gg[full]] = k + np.arange(int(full.sum()))
+            k += int(full.sum())
+        x = np.concatenate(windows) if windows else np.empty((0, self.window, self.nfeat))
+        preds = np.empty(0)
+        scales = np.empty(0)
+        if len(x):
+            preds = np.asarray(self.model.predict(x), dtype=np.float64)
+            scales = np.asarray(self.model.error_scale(x), dtype=np.float64)
+        cat = lambda a, dt: np.concatenate(a).astype(dt) if a else np.empty(0, dt)  # noqa: E731
+        s_idx, s_src, s_row = cat(sc_idx, np.int64), cat(sc_src, np.int64), cat(sc_row, np.intp)
+        s_round, s_prev = cat(sc_round, np.int64), cat(sc_prev, np.float64)
+        mine = s_src >= 0
+        srci = np.where(mine, s_src, 0)
+        predicted = np.where(mine, preds[srci] if k else 0.0, self.state["pred"][s_row])
+        scale = np.where(mine, scales[srci] if k else 1.0, self.state["pred_scale"][s_row])
+        actual = values[s_idx, self.target]
+        error = actual - predicted
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = error / scale
+        # Forecasts made in this batch become the streams' pending forecasts.
+        made = src >= 0
+        self.state["pred"][g_rows[made]] = preds[src[made]]
+        self.state["pred_scale"][g_rows[made]] = scales[src[made]]
+        self.state["has_pred"][g_rows[made]] = True
+        score, thr, events = self._detect(points.streams, s_idx, s_row, s_round, ts_all,
+                                          actual, predicted, error, z, s_prev)  # fmt: skip
+        touched = g_rows[self.state["has_pred"][g_rows]]
+        nxt = self.state["pred"][touched]
+        lo, hi = self.volatility.band(touched, nxt)
+        ids = self.index.ids
+        names = [ids[r] for r in touched]
+        o = np.argsort(s_idx, kind="stable")
+        scored = Scored(
+            s_idx[o], predicted[o], actual[o], error[o], z[o],
+            dict(zip(names, nxt.tolist(), strict=True)),
+            dict(zip(names, zip(lo.tolist(), hi.tolist(), strict=True), strict=True)),
+            score[o], thr[o],
+        )  # fmt: skip
+        events.sort(key=lambda e: (e.index, e.type))
+        rejected.sort(key=lambda j: j.index)
+        return Result(scored, events, rejected)
+
+    def _detect(
+        self, streams: list[str], idx: np.ndarray, rows: np.ndarray, rounds: np.ndarray,
+        ts_all: np.ndarray, actual: np.ndarray, predicted: np.ndarray, error: np.ndarray,
+        z: np.ndarray, prev: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, list[Event]]:  # fmt: skip
+        """Run both detectors round by round over the scored points (finite ones only)."""
+        score = np.full(len(idx), np.nan)
+        thr = np.full(len(idx), np.nan)
+        events: list[Event] = []
+        fin = np.flatnonzero(np.isfinite(z) & np.isfinite(error))
+        if not fin.size:
+            return score, thr, events
+        fin = fin[np.argsort(rounds[fin], kind="stable")]
+        cuts = np.flatnonzero(np.r_[True, np.diff(rounds[fin]) != 0, True])
+        for a, b in itertools.pairwise(cuts):
+            j = fin[a:b]
+            rr, ts = rows[j], ts_all[idx[j]]
+            an = self.anomaly.update(rr, z[j], ts)
+            vo = self.volatility.update(rr, error[j], actual[j] - prev[j], ts)
+            score[j], thr[j] = an.score, an.threshold
+            for kind, step in (("anomaly", an), ("volatility", vo)):
+                tr = step.transitions
+                for m in np.flatnonzero(tr.opened | tr.resolved):
+                    i = int(j[m])
+                    events.append(
+                        Event(kind, "open" if tr.opened[m] else "resolved",
+                              streams[int(idx[i])], int(ts[m]), int(idx[i]),
+                              float(actual[i]), float(predicted[i]), float(error[i]),
+                              float(step.score[m]), float(step.threshold[m]),
+                              SEVERITIES[int(tr.severity[m])], int(tr.episode_start[m]))
+                    )  # fmt: skip
+        return score, thr, events
