@@ -8,6 +8,7 @@ import sys
 
 BENCHES = {
     "inference": "bench.inference",
+    "detection": "bench.detection.runner",
 }
 
 
