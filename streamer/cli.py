@@ -17,6 +17,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "version": ("streamer.version", "print lstmad's version and its runtime libraries"),
     "train": ("training.train", "train the LSTM forecaster from [training] and export ONNX"),
     "evaluate": ("training.evaluate", "score the exported model on the test split, with plots"),
+    "serve": ("streamer.serve", "run the Kafka daemon: score every stream, publish alerts"),
+    "replay": ("streamer.replay", "run the daemon's pipeline over a JSON-lines or CSV file"),
+    "demo": ("streamer.demo", "local Kafka + bundled ops streams with anomalies + the daemon"),
 }
 
 

@@ -1,0 +1,200 @@
+"""The thin kafka-python edge: a consumer-group consumer and an acks=all producer.
+
+Nothing here decides anything. :class:`KafkaIO` polls batches as :class:`Message` tuples,
+sends outputs and waits for their acknowledgement (:meth:`KafkaIO.deliver` raises
+:class:`DeliveryError` if any was not acknowledged), commits explicit offsets, and reports
+assignment and lag. Auto-commit is off: the loop commits only what it has delivered.
+The producer is idempotent, so its own retries never duplicate an alert.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from streamer.config import KafkaConfig
+from streamer.metrics import Metrics
+
+log = logging.getLogger("lstmad.kafka")
+
+TopicPartition = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One consumed record; ``timestamp_ms`` is Kafka's (producer or log-append) time."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+
+class DeliveryError(RuntimeError):
+    """Outputs were not acknowledged by the broker in time; their inputs must not be committed."""
+
+
+def client_options(cfg: KafkaConfig) -> dict[str, Any]:
+    """Options shared by consumer and producer: servers, identity, timeouts, SASL/TLS."""
+    return {
+        "bootstrap_servers": list(cfg.bootstrap_servers),
+        "client_id": cfg.client_id,
+        "request_timeout_ms": cfg.request_timeout_ms,
+        **cfg.security_options(),
+    }
+
+
+class _Listener:
+    """Rebalance callbacks. The loop commits after every batch, so nothing is pending here."""
+
+    def __init__(self, io: KafkaIO):
+        self.io = io
+
+    def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
+        parts = sorted(f"{tp.topic}:{tp.partition}" for tp in revoked)
+        if parts:
+            log.info("partitions revoked", extra={"fields": {"partitions": parts}})
+        self.io.rebalances += 1
+
+    def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+        parts = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)
+        log.info("partitions assigned", extra={"fields": {"partitions": parts}})
+        self.io.rebalances += 1
+
+
+class KafkaIO:
+    def __init__(self, cfg: KafkaConfig, metrics: Metrics):
+        self.cfg = cfg
+        self.metrics = metrics
+        self.rebalances = 0
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._pending: list[Any] = []
+        self.broker_ok = False
+
+    def open(self) -> None:
+        from kafka import KafkaConsumer, KafkaProducer
+
+        common = client_options(self.cfg)
+        self._producer = KafkaProducer(
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_in_flight_requests_per_connection=5,
+            delivery_timeout_ms=int(self.cfg.flush_timeout_s * 1000),
+            **common,
+        )
+        self._consumer = KafkaConsumer(
+            group_id=self.cfg.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=self.cfg.auto_offset_reset,
+            max_poll_records=self.cfg.max_poll_records,
+            session_timeout_ms=self.cfg.session_timeout_ms,
+            heartbeat_interval_ms=self.cfg.heartbeat_interval_ms,
+            max_poll_interval_ms=self.cfg.max_poll_interval_ms,
+            **common,
+        )
+        self._consumer.subscribe([self.cfg.input_topic], listener=_Listener(self))
+        self.broker_ok = True
+
+    def poll(self, timeout_ms: int) -> list[Message]:
+        try:
+            batches = self._consumer.poll(
+                timeout_ms=timeout_ms, max_records=self.cfg.max_poll_records
+            )
+        except Exception:
+            self.broker_ok = False
+            self.metrics.kafka_errors.labels("poll").inc()
+            raise
+        self.broker_ok = True
+        out: list[Message] = []
+        for tp, records in batches.items():
+            out.extend(
+                Message(tp.topic, tp.partition, r.offset, r.key, r.value, r.timestamp)
+                for r in records
+            )
+        return out
+
+    def assignment(self) -> list[TopicPartition]:
+        return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())
+
+    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        self._pending.append(self._producer.send(topic, key=key, value=value))
+
+    def deliver(self, timeout_s: float) -> int:
+        """Wait until every output sent since the last call is acknowledged (acks=all)."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return 0
+        self._producer.flush(timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        for fut in pending:
+            try:
+                fut.get(timeout=max(0.0, deadline - time.monotonic()))
+            except Exception as exc:
+                self.metrics.kafka_errors.labels("produce").inc()
+                raise DeliveryError(
+                    f"an output was not acknowledged within {timeout_s:.0f}s: {exc!r}; "
+                    "the batch is not committed and will be re-read"
+                ) from exc
+        return len(pending)
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
+        """Commit ``next offset to read`` per partition; False if the group refused it."""
+        from kafka.structs import OffsetAndMetadata
+        from kafka.structs import TopicPartition as TP
+
+        if not offsets:
+            return True
+        try:
+            self._consumer.commit(
+                {TP(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
+            )
+        except Exception as exc:  # e.g. CommitFailedError after a rebalance: re-read later
+            self.metrics.commits.labels("failed").inc()
+            self.metrics.kafka_errors.labels("commit").inc()
+            log.warning(
+                "offset commit failed; the batch will be re-read (at-least-once)",
+                extra={"fields": {"error": repr(exc)}},
+            )
+            return False
+        self.metrics.commits.labels("ok").inc()
+        return True
+
+    def lag(self) -> dict[TopicPartition, int]:
+        """Messages behind the high watermark, for partitions that have been fetched."""
+        from kafka.structs import TopicPartition as TP
+
+        out: dict[TopicPartition, int] = {}
+        for t, p in self.assignment():
+            tp = TP(t, p)
+            hw = self._consumer.highwater(tp)
+            if hw is None:
+                continue
+            try:
+                pos = self._consumer.position(tp, timeout_ms=100)
+            except Exception:  # position unknown yet (just assigned)
+                continue
+            if pos is not None:
+                out[(t, p)] = max(0, int(hw) - int(pos))
+        return out
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Close both clients without committing anything the loop did not commit."""
+        if self._consumer is not None:
+            try:
+                self._consumer.close(autocommit=False)
+            except Exception as exc:
+                log.warning("consumer close failed", extra={"fields": {"error": repr(exc)}})
+            self._consumer = None
+        if self._producer is not None:
+            try:
+                self._producer.close(timeout=timeout_s)
+            except Exception as exc:
+                log.warning("producer close failed", extra={"fields": {"error": repr(exc)}})
+            self._producer = None

@@ -1,0 +1,136 @@
+"""``lstmad serve``: load and validate everything, then run the daemon until a signal.
+
+Start-up order: config (exit 2 on error), logs, metrics registry, models (exit 2 if one is
+refused), HTTP port, Kafka clients, loop. Signals: the first SIGTERM or SIGINT asks the loop
+to stop after the batch in hand (delivered and committed, then exit 0) and arms a hard
+deadline of ``[kafka] shutdown_timeout_s``; a second one exits at once (code 130 or 143).
+SIGHUP asks for a model reload check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from types import FrameType
+
+from prometheus_client import CollectorRegistry
+
+from streamer.config import Config
+from streamer.daemon import Daemon
+from streamer.decode import Limits
+from streamer.http import Health, HttpServer
+from streamer.kafka_io import KafkaIO
+from streamer.manifest import ManifestError
+from streamer.metrics import Metrics
+from streamer.routing import Router
+from streamer.scoring import Scorer
+from streamer.sdnotify import SdNotify
+
+EXIT_CONFIG = 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("LSTMAD_CONFIG", "config.toml"),
+        help="config file (default: $LSTMAD_CONFIG or ./config.toml)",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the config and load every model, then exit (0 if usable)",
+    )
+
+
+def _install_signals(daemon: Daemon, router: Router, timeout_s: float) -> None:
+    log = logging.getLogger("lstmad.serve")
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        if daemon.stopping:
+            os.write(2, b"second signal: exiting at once\n")
+            os._exit(128 + signum)
+        log.info(
+            "signal received: finishing the batch, then flush and commit",
+            extra={"fields": {"signal": signal.Signals(signum).name}},
+        )
+        daemon.request_stop()
+
+        def hard_exit() -> None:
+            os.write(2, b"shutdown exceeded [kafka] shutdown_timeout_s: exiting\n")
+            os._exit(1)
+
+        timer = threading.Timer(timeout_s, hard_exit)
+        timer.daemon = True
+        timer.start()
+
+    def reload(_signum: int, _frame: FrameType | None) -> None:
+        router.request_reload()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
+
+
+@dataclass
+class Service:
+    """Everything ``serve`` runs, built from a validated config (the demo builds one too)."""
+
+    daemon: Daemon
+    router: Router
+    http: HttpServer
+    registry: CollectorRegistry
+
+    @property
+    def metrics_url(self) -> str:
+        host = self.daemon.cfg.metrics.host
+        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.http.port}/metrics"
+
+
+def build(cfg: Config) -> Service:
+    """Load the models (raises ManifestError), bind the HTTP port, prepare the loop."""
+    registry = CollectorRegistry()
+    metrics = Metrics.create(registry, cfg.metrics.stream_labels)
+    router = Router(cfg.model, cfg.detect, metrics)
+    health = Health(stale_after_s=cfg.metrics.stale_after_s, models_loaded=True)
+    http = HttpServer(cfg.metrics.host, cfg.metrics.port, registry, health).start()
+    k = cfg.kafka
+    limits = Limits(k.max_message_bytes, int(k.max_age_s * 1000), int(k.max_ahead_s * 1000))
+    scorer = Scorer(router, limits, metrics, bool(k.predictions_topic), cfg.metrics.stream_labels)
+    daemon = Daemon(cfg, KafkaIO(k, metrics), scorer, metrics, health, SdNotify.from_env())
+    return Service(daemon, router, http, registry)
+
+
+def run(args: argparse.Namespace) -> int:
+    from streamer import config, logs
+
+    try:
+        cfg = config.load(args.config)
+    except config.ConfigError as exc:
+        print(f"lstmad serve: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    log = logs.setup(cfg.log)
+    log.info("starting", extra={"fields": {"config": config.redacted(cfg)}})
+    if args.check:
+        try:
+            Router(cfg.model, cfg.detect, Metrics.create(CollectorRegistry()))
+        except ManifestError as exc:
+            print(f"lstmad serve: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        print(f"{cfg.source}: configuration and models OK")
+        return 0
+    try:
+        svc = build(cfg)
+    except ManifestError as exc:
+        log.error("model refused at start-up", extra={"fields": {"error": str(exc)}})
+        return EXIT_CONFIG
+    log.info("http listening", extra={"fields": {"url": svc.metrics_url}})
+    _install_signals(svc.daemon, svc.router, cfg.kafka.shutdown_timeout_s)
+    try:
+        return svc.daemon.run()
+    finally:
+        svc.http.stop()
