@@ -1,0 +1,137 @@
+"""deploy/systemd: the unit passes systemd's own checks and agrees with the daemon's config.
+
+``systemd-analyze verify`` needs ExecStart's binary to exist; the unit names the installed
+path (/opt/lstmad/bin/lstmad, README "Deployment"), so the test verifies a copy in which
+only that path is replaced by this checkout's console script. Nothing else is changed.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streamer.config import ENV, KafkaConfig, MetricsConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+UNIT = ROOT / "deploy" / "systemd" / "lstmad.service"
+ENV_EXAMPLE = ROOT / "deploy" / "systemd" / "lstmad.env.example"
+INSTALLED = "/opt/lstmad/bin/lstmad"
+MAX_EXPOSURE = 2.0  # systemd-analyze security: 0 is fully locked down, 10 is wide open
+
+
+def unit_settings(text: str) -> dict[str, list[str]]:
+    """``Key=value`` lines of the unit, all sections, keys may repeat (SystemCallFilter=)."""
+    out: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";", "[")):
+            continue
+        key, _, value = line.partition("=")
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def seconds(value: str) -> float:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|min)?", value)
+    assert m, f"unsupported time span {value!r}"
+    return float(m[1]) * {"ms": 0.001, "s": 1.0, "min": 60.0, None: 1.0}[m[2]]
+
+
+def systemd_analyze() -> str:
+    exe = shutil.which("systemd-analyze")
+    assert exe, "systemd-analyze is missing: apt-get install systemd"
+    return exe
+
+
+def verifiable_copy(tmp_path: Path, extra: str = "") -> Path:
+    text = UNIT.read_text()
+    assert text.count(INSTALLED) == 1, f"ExecStart must name {INSTALLED} exactly once"
+    lstmad = Path(sys.executable).with_name("lstmad")
+    assert lstmad.exists(), f"{lstmad} missing: pip install -e . first"
+    copy = tmp_path / UNIT.name
+    copy.write_text(text.replace(INSTALLED, str(lstmad)) + extra)
+    return copy
+
+
+def verify(unit: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [systemd_analyze(), "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_unit_verifies_with_no_warning(tmp_path: Path) -> None:
+    res = verify(verifiable_copy(tmp_path))
+    output = res.stdout + res.stderr
+    assert res.returncode == 0, output
+    assert "Unknown key" not in output and "Unknown section" not in output, output
+    assert output.strip() == "", f"systemd-analyze verify printed warnings:\n{output}"
+
+
+def test_verify_would_catch_an_unknown_key(tmp_path: Path) -> None:
+    # systemd-analyze exits 0 on unknown keys: the check above must read the output.
+    res = verify(verifiable_copy(tmp_path, "\n[Service]\nWatchDogSec=30s\n"))
+    assert "Unknown key 'WatchDogSec'" in res.stdout + res.stderr
+
+
+def exposure(unit: Path) -> float:
+    res = subprocess.run(
+        [systemd_analyze(), "security", "--offline=true", "--no-pager", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", res.stdout)
+    assert m, f"no exposure score in:\n{res.stdout}\n{res.stderr}"
+    return float(m[1])
+
+
+def test_security_score_is_low_and_recorded_in_readme(tmp_path: Path) -> None:
+    score = exposure(verifiable_copy(tmp_path))
+    print(f"systemd-analyze security --offline=true: exposure {score}")
+    assert score <= MAX_EXPOSURE
+    readme = (ROOT / "README.md").read_text()
+    assert f"exposure level {score}" in readme, "README's recorded score is stale"
+
+
+def test_unit_is_a_watched_notify_service_matching_the_daemon_config() -> None:
+    s = unit_settings(UNIT.read_text())
+    one = {k: v[-1] for k, v in s.items()}
+    assert one["Type"] == "notify" and one["NotifyAccess"] == "main"
+    assert one["Restart"] == "on-failure"
+    assert one["ExecStart"].startswith(f"{INSTALLED} serve --config ")
+    assert one["EnvironmentFile"] == "/etc/lstmad/lstmad.env"
+    kafka = KafkaConfig()
+    # The loop pings at half of WatchdogSec; one poll must fit well inside that.
+    assert seconds(one["WatchdogSec"]) / 2 > 10 * kafka.poll_timeout_ms / 1000
+    # systemd's SIGKILL must come after the daemon's own shutdown bound.
+    assert seconds(one["TimeoutStopSec"]) > kafka.shutdown_timeout_s + 5
+    for hardening in ("NoNewPrivileges", "ProtectSystem", "PrivateTmp", "DynamicUser"):
+        assert one[hardening] in ("yes", "strict"), hardening
+    assert one["RestrictAddressFamilies"] == "AF_INET AF_INET6 AF_UNIX"  # AF_UNIX: NOTIFY_SOCKET
+    assert "@system-service" in s["SystemCallFilter"]
+
+
+ASSIGNMENTS = re.findall(r"^#?([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.M)
+
+
+def test_env_example_sets_the_credentials() -> None:
+    assert {"LSTMAD_SASL_USERNAME", "LSTMAD_SASL_PASSWORD"} <= set(ASSIGNMENTS)
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_env_example_names_only_variables_the_daemon_reads(name: str) -> None:
+    assert name in ENV, f"{ENV_EXAMPLE.name}: {name} is not read by streamer.config (ENV)"
+
+
+def test_env_example_port_is_the_config_default() -> None:
+    assert f"LSTMAD_METRICS_PORT={MetricsConfig().port}" in ENV_EXAMPLE.read_text()
