@@ -9,6 +9,7 @@ import sys
 BENCHES = {
     "inference": "bench.inference",
     "detection": "bench.detection.runner",
+    "forecast": "bench.forecast",
 }
 
 
