@@ -44,10 +44,13 @@ fmt: install ## Apply ruff's formatter and autofixes
 test: install kafka-jars system-deps lint ## Lint, then every test, including those against a real Kafka broker
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+demo: install kafka-jars ## Local Kafka + bundled ops streams with anomalies + the daemon: prints alerts (~1 min)
+	$(VENV)/bin/lstmad demo
+
 kafka: install kafka-jars ## Run a local single-node Kafka on 127.0.0.1 until Ctrl-C
 	$(PY) -m streamer.localkafka
 
 clean: ## Remove the venv, caches and fetched jars
 	rm -rf $(VENV) $(BROKER)/target .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install kafka-jars system-deps lint fmt test kafka clean
+.PHONY: help install kafka-jars system-deps lint fmt test demo kafka clean

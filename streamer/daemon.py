@@ -75,9 +75,9 @@ class Daemon:
 
     def run(self) -> int:
         self.health.models_loaded = True
-        self.io.open()
-        self.notify.status("joining the consumer group")
         try:
+            self.io.open()
+            self.notify.status("joining the consumer group")
             while not self._stop.is_set():
                 self.step()
         except BaseException:

@@ -149,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
     svc = None
     loop: threading.Thread | None = None
     n_alerts = 0
+    failure: list[BaseException] = []
+    consumer: Any = None
     try:
         print(f"kafka ready at {broker.bootstrap} in {time.monotonic() - t0:.1f}s", flush=True)
         topics = {"input_topic": "metrics", "alert_topic": "alerts", "dlq_topic": "metrics.dlq"}
@@ -167,7 +169,16 @@ def run(args: argparse.Namespace) -> int:
         r = svc.router.routes[-1]
         print(f"model: {r.model.name} v{r.model.version} ({r.path.name}, window {r.model.window})")
         print(f"metrics: {svc.metrics_url}", flush=True)
-        loop = threading.Thread(target=svc.daemon.run, name="lstmad-loop", daemon=True)
+        daemon = svc.daemon
+
+        def serve() -> None:
+            try:
+                daemon.run()
+            except BaseException as exc:
+                failure.append(exc)
+                raise
+
+        loop = threading.Thread(target=serve, name="lstmad-loop", daemon=True)
         loop.start()
         _print_injected(shift)
         streams = len({p["stream"] for p in points})
@@ -185,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
             "alerts",
             bootstrap_servers=broker.bootstrap,
             auto_offset_reset="earliest",
-            consumer_timeout_ms=200,
+            enable_auto_commit=False,
         )
         deadline = t0 + args.duration
         quiet_since: float | None = None
@@ -201,22 +212,24 @@ def run(args: argparse.Namespace) -> int:
                     quiet_since = time.monotonic()
                 if time.monotonic() - quiet_since > SETTLE_S:
                     break
-        consumer.close()
     except KeyboardInterrupt:
         print("\ninterrupted", flush=True)
     finally:
         stop.set()
+        if consumer is not None:
+            consumer.close()
         if svc is not None:
             svc.daemon.request_stop()
             if loop is not None:
                 loop.join(timeout=30)
             points_total = svc.registry.get_sample_value("lstmad_points_total") or 0
             svc.http.stop()
-            print(
-                f"done: {int(points_total)} points scored, {n_alerts} alert events; "
-                "daemon stopped cleanly"
-                if loop is None or not loop.is_alive()
-                else "done: the daemon did not stop in time"
-            )
+            if failure:
+                state = f"the daemon failed: {failure[0]!r}"
+            elif loop is not None and loop.is_alive():
+                state = "the daemon did not stop in time"
+            else:
+                state = "daemon stopped cleanly"
+            print(f"done: {int(points_total)} points scored, {n_alerts} alert events; {state}")
         broker.stop()
-    return 0
+    return 1 if failure else 0

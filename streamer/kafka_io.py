@@ -49,22 +49,24 @@ def client_options(cfg: KafkaConfig) -> dict[str, Any]:
     }
 
 
-class _Listener:
+def _listener(io: KafkaIO) -> Any:
     """Rebalance callbacks. The loop commits after every batch, so nothing is pending here."""
+    from kafka import ConsumerRebalanceListener
 
-    def __init__(self, io: KafkaIO):
-        self.io = io
+    class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+        def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
+            _log_partitions("partitions revoked", revoked, io)
 
-    def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
-        parts = sorted(f"{tp.topic}:{tp.partition}" for tp in revoked)
-        if parts:
-            log.info("partitions revoked", extra={"fields": {"partitions": parts}})
-        self.io.rebalances += 1
+        def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+            _log_partitions("partitions assigned", assigned, io)
 
-    def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
-        parts = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)
-        log.info("partitions assigned", extra={"fields": {"partitions": parts}})
-        self.io.rebalances += 1
+    return Listener()
+
+
+def _log_partitions(what: str, tps: Iterable[Any], io: KafkaIO) -> None:
+    parts = sorted(f"{tp.topic}:{tp.partition}" for tp in tps)
+    log.info(what, extra={"fields": {"partitions": parts}})
+    io.rebalances += 1
 
 
 class KafkaIO:
@@ -86,7 +88,11 @@ class KafkaIO:
             enable_idempotence=True,
             linger_ms=5,
             max_in_flight_requests_per_connection=5,
-            delivery_timeout_ms=int(self.cfg.flush_timeout_s * 1000),
+            # kafka-python requires delivery > linger + request timeout; deliver() waits
+            # flush_timeout_s either way and treats anything unacknowledged as a failure.
+            delivery_timeout_ms=max(
+                int(self.cfg.flush_timeout_s * 1000), self.cfg.request_timeout_ms + 1000
+            ),
             **common,
         )
         self._consumer = KafkaConsumer(
@@ -99,7 +105,7 @@ class KafkaIO:
             max_poll_interval_ms=self.cfg.max_poll_interval_ms,
             **common,
         )
-        self._consumer.subscribe([self.cfg.input_topic], listener=_Listener(self))
+        self._consumer.subscribe([self.cfg.input_topic], listener=_listener(self))
         self.broker_ok = True
 
     def poll(self, timeout_ms: int) -> list[Message]:
