@@ -53,7 +53,7 @@ def _listener(io: KafkaIO) -> Any:
     """Rebalance callbacks. The loop commits after every batch, so nothing is pending here."""
     from kafka import ConsumerRebalanceListener
 
-    class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    class Listener(ConsumerRebalanceListener):
         def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
             _log_partitions("partitions revoked", revoked, io)
 
