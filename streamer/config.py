@@ -222,7 +222,12 @@ def build(cls: type, table: Mapping[str, Any], where: str) -> Any:
         raise ConfigError(
             f"[{where}] has unknown key {unknown[0]!r}; known keys: {', '.join(known)}"
         )
-    kwargs = {k: _coerce(v, hints[k], f"[{where}] {k}") for k, v in table.items()}
+    kwargs = {
+        k: build(hints[k], v, f"{where}.{k}")
+        if dataclasses.is_dataclass(hints[k]) and isinstance(v, dict)
+        else _coerce(v, hints[k], f"[{where}] {k}")
+        for k, v in table.items()
+    }
     try:
         return cls(**kwargs)
     except ConfigError:
