@@ -27,7 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 K8S_DIR = ROOT / "deploy" / "kubernetes"
 K8S = "1.37"
 CUSTOM = {("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring.coreos.com-v1"}
-MANIFESTS = sorted(p for p in K8S_DIR.glob("*.yaml") if p.name != "kustomization.yaml")
+TRAINING_DIR = K8S_DIR / "training"
+MANIFESTS = sorted(
+    p
+    for p in [*K8S_DIR.glob("*.yaml"), *TRAINING_DIR.glob("*.yaml")]
+    if p.name != "kustomization.yaml"
+)
 
 
 def docs(text: str) -> list[dict[str, Any]]:
@@ -77,7 +82,7 @@ def check_custom(doc: dict[str, Any]) -> None:
     jsonschema.Draft202012Validator(strict(schema)).validate(doc)
 
 
-@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: str(p.relative_to(K8S_DIR)))
 def test_manifest_validates_strictly(path: Path) -> None:
     check_core(path)
     for d in docs(path.read_text()):
@@ -106,11 +111,11 @@ def test_servicemonitor_schema_rejects_bad_fields() -> None:
             check_custom(bad)
 
 
-def kustomize() -> list[dict[str, Any]]:
+def kustomize(directory: Path = K8S_DIR) -> list[dict[str, Any]]:
     kubectl = shutil.which("kubectl")
     assert kubectl, "kubectl (with built-in kustomize) is missing"
     res = subprocess.run(
-        [kubectl, "kustomize", str(K8S_DIR)], capture_output=True, text=True, timeout=60
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60
     )
     assert res.returncode == 0, res.stderr
     return docs(res.stdout)
@@ -122,7 +127,10 @@ def test_kustomization_lists_existing_files_only() -> None:
     for name in listed:
         assert (K8S_DIR / name).is_file(), f"kustomization.yaml lists missing {name}"
     # Everything but the example Secret is applied.
-    assert {p.name for p in MANIFESTS} - set(listed) == {"secret.example.yaml"}
+    top = {p.name for p in MANIFESTS if p.parent == K8S_DIR}
+    assert top - set(listed) == {"secret.example.yaml"}
+    t = yaml.safe_load((TRAINING_DIR / "kustomization.yaml").read_text())
+    assert {p.name for p in MANIFESTS if p.parent == TRAINING_DIR} == set(t["resources"])
 
 
 def test_kustomization_renders_and_the_output_validates(tmp_path: Path) -> None:
@@ -219,3 +227,28 @@ def test_service_monitor_scrapes_the_service_port_as_job_lstmad() -> None:
     assert sm["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"]
     # job label = the Service's value of jobLabel: what the rules and dashboard select.
     assert svc["metadata"]["labels"][sm["spec"]["jobLabel"]] == "lstmad"
+
+
+def test_training_job_renders_validates_and_its_config_parses(tmp_path: Path) -> None:
+    from training import config as training_config
+
+    rendered = kustomize(TRAINING_DIR)
+    assert sorted(d["kind"] for d in rendered) == [
+        "ConfigMap",
+        "Job",
+        "PersistentVolumeClaim",
+        "PersistentVolumeClaim",
+    ]
+    out = tmp_path / "training.yaml"
+    out.write_text(yaml.safe_dump_all(rendered))
+    check_core(out)
+    cfg = training_config.load(TRAINING_DIR / "config.toml")
+    job = next(d for d in rendered if d["kind"] == "Job")
+    (c,) = job["spec"]["template"]["spec"]["containers"]
+    assert c["image"] == "registry.example.com/lstmad-train:0.1.0"
+    assert c["args"][:2] == ["train", "--config"]
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    assert mounts["/data"]["readOnly"] and "readOnly" not in mounts["/out"]
+    assert cfg.data.parent == Path("/data") and cfg.output.parent == Path("/out")
+    assert cfg.artifacts.parent == Path("/out")
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
