@@ -135,8 +135,10 @@ def _sub(d: dict[str, Any], cls: type, where: str) -> Any:
     allowed = {f.name for f in fields(cls)}
     _check_keys(d, allowed, where)
     defaults = cls()
-    kw = {f.name: _typed(d, f.name, type(getattr(defaults, f.name)), where,
-                         getattr(defaults, f.name)) for f in fields(cls)}
+    kw = {
+        f.name: _typed(d, f.name, type(getattr(defaults, f.name)), where, getattr(defaults, f.name))
+        for f in fields(cls)
+    }
     return cls(**kw)
 
 
@@ -178,8 +180,15 @@ def parse(section: dict[str, Any], base: Path) -> TrainingConfig:
     kw: dict[str, Any] = {}
     for key in ("name", "version", "time_column", "normalisation", "mode", "optimizer", "target"):
         kw[key] = _typed(section, key, str, "", d[key].default if key != "target" else None)
-    for key in ("window", "batch_size", "epochs", "steps_per_epoch", "eval_max_windows", "seed",
-                "moving_average"):
+    for key in (
+        "window",
+        "batch_size",
+        "epochs",
+        "steps_per_epoch",
+        "eval_max_windows",
+        "seed",
+        "moving_average",
+    ):
         kw[key] = _typed(section, key, int, "", d[key].default)
     kw["learning_rate"] = _typed(section, "learning_rate", float, "", d["learning_rate"].default)
     for key in ("data", "output", "artifacts"):
@@ -202,8 +211,11 @@ def parse(section: dict[str, Any], base: Path) -> TrainingConfig:
     if kw["mode"] not in ("window", "stateful"):
         raise _err("mode", f"{kw['mode']!r} is not one of ['window', 'stateful']")
     if kw["mode"] == "stateful" and kw["normalisation"] in ("ratio", "zscore"):
-        raise _err("mode", "'stateful' needs normalisation 'diff' or 'none' (per-window "
-                   "'ratio'/'zscore' rescale the whole window at every step)")
+        raise _err(
+            "mode",
+            "'stateful' needs normalisation 'diff' or 'none' (per-window "
+            "'ratio'/'zscore' rescale the whole window at every step)",
+        )
     if kw["optimizer"] not in _OPTIMIZERS:
         raise _err("optimizer", f"{kw['optimizer']!r} is not one of {list(_OPTIMIZERS)}")
     if kw["window"] < 2:
@@ -212,12 +224,16 @@ def parse(section: dict[str, Any], base: Path) -> TrainingConfig:
         if kw[key] < 1:
             raise _err(key, f"must be >= 1, got {kw[key]}")
     if kw["steps_per_epoch"] < 0:
-        raise _err("steps_per_epoch", f"must be >= 0 (0 = one full pass), got "
-                   f"{kw['steps_per_epoch']}")
+        raise _err(
+            "steps_per_epoch", f"must be >= 0 (0 = one full pass), got {kw['steps_per_epoch']}"
+        )
     _positive(kw["learning_rate"], "learning_rate")
-    split = section.get("split", list(d["split"].default))
-    if (not isinstance(split, list) or len(split) != 3
-            or not all(isinstance(s, int | float) and not isinstance(s, bool) for s in split)):
+    split = section.get("split", [0.7, 0.15, 0.15])
+    if (
+        not isinstance(split, list)
+        or len(split) != 3
+        or not all(isinstance(s, int | float) and not isinstance(s, bool) for s in split)
+    ):
         raise _err("split", f"must be [train, validation, test] fractions, got {split!r}")
     if any(s <= 0 for s in split) or abs(sum(split) - 1.0) > 1e-6:
         raise _err("split", f"fractions must be > 0 and sum to 1, got {split}")
@@ -226,8 +242,7 @@ def parse(section: dict[str, Any], base: Path) -> TrainingConfig:
         if key in section and not isinstance(section[key], dict):
             raise _err(key, "must be a table")
     kw["model"] = _model(section.get("model", {}))
-    kw["early_stopping"] = _sub(section.get("early_stopping", {}), EarlyStopping,
-                                "early_stopping.")
+    kw["early_stopping"] = _sub(section.get("early_stopping", {}), EarlyStopping, "early_stopping.")
     kw["reduce_lr"] = _sub(section.get("reduce_lr", {}), ReduceLR, "reduce_lr.")
     if kw["early_stopping"].patience < 1:
         raise _err("early_stopping.patience", "must be >= 1")

@@ -34,8 +34,9 @@ from training.config import TrainingConfig
 PLOT_POINTS = 1000  # cap on the test points drawn and run autoregressively
 
 
-def autoregressive(predict: Any, starts: npt.NDArray[np.float32], steps: int,
-                   target_index: int) -> npt.NDArray[np.float64]:
+def autoregressive(
+    predict: Any, starts: npt.NDArray[np.float32], steps: int, target_index: int
+) -> npt.NDArray[np.float64]:
     """From true windows ``starts`` [B, W, F], predict ``steps`` points each on own predictions.
 
     Returns [B, steps]. Non-target features repeat their last value.
@@ -53,10 +54,14 @@ def autoregressive(predict: Any, starts: npt.NDArray[np.float32], steps: int,
 
 def _verdict(skill: float) -> str:
     if skill > 0:
-        return (f"the model BEATS naive persistence on the test split (skill {skill:.4f}: "
-                f"RMSE {100 * skill:.1f}% lower)")
-    return (f"the model does NOT beat naive persistence on the test split (skill {skill:.4f}); "
-            "naive persistence is at least as good here")
+        return (
+            f"the model BEATS naive persistence on the test split (skill {skill:.4f}: "
+            f"RMSE {100 * skill:.1f}% lower)"
+        )
+    return (
+        f"the model does NOT beat naive persistence on the test split (skill {skill:.4f}); "
+        "naive persistence is at least as good here"
+    )
 
 
 def evaluate(config: str | Path | TrainingConfig, plots: bool = True) -> dict[str, Any]:
@@ -80,8 +85,13 @@ def evaluate(config: str | Path | TrainingConfig, plots: bool = True) -> dict[st
     ws = window_set(streams, cfg, "test")
     idx = strided(len(ws), cfg.eval_max_windows)
     ys, ps, naive, mov, ks = [], [], [], [], []
-    for x, y, k in tqdm(ordered_batches(ws, idx, 1024), desc="evaluate", unit="batch",
-                        total=math.ceil(len(idx) / 1024), leave=False):
+    for x, y, k in tqdm(
+        ordered_batches(ws, idx, 1024),
+        desc="evaluate",
+        unit="batch",
+        total=math.ceil(len(idx) / 1024),
+        leave=False,
+    ):
         ps.append(model.predict(x).astype(np.float64))
         ys.append(y[:, ti])
         naive.append(x[:, -1, ti].astype(np.float64))
@@ -89,11 +99,18 @@ def evaluate(config: str | Path | TrainingConfig, plots: bool = True) -> dict[st
         ks.append(k)
     y, p, nv, mv, k = (np.concatenate(a) for a in (ys, ps, naive, mov, ks))
     test = scoring.compare(y, p, {"naive": nv, "moving_average": mv})
-    per_stream = {s.name: scoring.compare(y[k == i], p[k == i], {"naive": nv[k == i]})
-                  for i, s in enumerate(streams) if np.any(k == i)}
+    per_stream = {
+        s.name: scoring.compare(y[k == i], p[k == i], {"naive": nv[k == i]})
+        for i, s in enumerate(streams)
+        if np.any(k == i)
+    }
     report: dict[str, Any] = {
-        "model": {"path": str(cfg.output), "name": m.name, "version": m.version,
-                  "sha256": model.sha256},
+        "model": {
+            "path": str(cfg.output),
+            "name": m.name,
+            "version": m.version,
+            "sha256": model.sha256,
+        },
         "test": test,
         "per_stream": per_stream,
         "beats_naive": bool(test["skill"] > 0),
@@ -105,8 +122,14 @@ def evaluate(config: str | Path | TrainingConfig, plots: bool = True) -> dict[st
     return report
 
 
-def _modes(model: Any, values: npt.NDArray[np.float64], test_range: tuple[int, int],
-           cfg: TrainingConfig, report: dict[str, Any], plots: bool) -> dict[str, Any]:
+def _modes(
+    model: Any,
+    values: npt.NDArray[np.float64],
+    test_range: tuple[int, int],
+    cfg: TrainingConfig,
+    report: dict[str, Any],
+    plots: bool,
+) -> dict[str, Any]:
     """The three prediction modes on one stream's first PLOT_POINTS test points."""
     from training import plots as plot
     from training import scoring
@@ -121,18 +144,28 @@ def _modes(model: Any, values: npt.NDArray[np.float64], test_range: tuple[int, i
     full = autoregressive(model.predict, windows[:1], n, ti)[0]
     starts = windows[::w]
     multi = autoregressive(model.predict, starts, w, ti).reshape(-1)[:n]
-    out = {name: {"rmse": scoring.rmse(truth, pred), "points": n}
-           for name, pred in (("point_by_point", point), ("full_sequence", full),
-                              ("multi_sequence", multi))}
+    out = {
+        name: {"rmse": scoring.rmse(truth, pred), "points": n}
+        for name, pred in (
+            ("point_by_point", point),
+            ("full_sequence", full),
+            ("multi_sequence", multi),
+        )
+    }
     if plots:
         a = cfg.artifacts
         files = [
             plot.prediction(a / "point_by_point.png", "point-by-point", truth, point),
-            plot.prediction(a / "full_sequence.png", "full sequence (on its own predictions)",
-                            truth, full),
-            plot.prediction(a / "multi_sequence.png",
-                            f"multi-sequence (restart from true data every {w} points)",
-                            truth, multi, segment=w),
+            plot.prediction(
+                a / "full_sequence.png", "full sequence (on its own predictions)", truth, full
+            ),
+            plot.prediction(
+                a / "multi_sequence.png",
+                f"multi-sequence (restart from true data every {w} points)",
+                truth,
+                multi,
+                segment=w,
+            ),
         ]
         hist = a / "history.json"
         if hist.exists():
@@ -164,6 +197,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"  skill {t['skill']:.4f}: {report['verdict']}")
     for name, mode in report["modes"].items():
         print(f"  {name:15} RMSE {mode['rmse']:.6g} over {mode['points']} points")
-    print(f"report: {Path(report['model']['path']).name} -> "
-          f"{json.dumps(report.get('plots', []))}")
+    print(f"report: {Path(report['model']['path']).name} -> {json.dumps(report.get('plots', []))}")
     return 0

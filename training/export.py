@@ -64,8 +64,9 @@ def run_onnx(model: Any, feeds: dict[str, npt.NDArray[Any]]) -> list[npt.NDArray
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), opts,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
+    )
     return list(session.run(None, feeds))
 
 
@@ -109,8 +110,13 @@ def write(model: Any, manifest: mf.Manifest, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def export(serve: Any, cfg: TrainingConfig, test_windows: npt.NDArray[np.float32],
-           fields: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
+def export(
+    serve: Any,
+    cfg: TrainingConfig,
+    test_windows: npt.NDArray[np.float32],
+    fields: dict[str, Any],
+    path: Path | None = None,
+) -> dict[str, Any]:
     """Convert, check parity on ``test_windows``, embed the manifest, write. Returns figures.
 
     ``fields`` are the manifest entries only training knows (metrics, calibration, ...).
@@ -133,5 +139,9 @@ def export(serve: Any, cfg: TrainingConfig, test_windows: npt.NDArray[np.float32
         bar.update()
         write(model, manifest, path)
         bar.update()
-    return {"path": str(path), "bytes": path.stat().st_size, "parity_relative": rel,
-            "parity_windows": len(test_windows)}
+    return {
+        "path": str(path),
+        "bytes": path.stat().st_size,
+        "parity_relative": rel,
+        "parity_windows": len(test_windows),
+    }

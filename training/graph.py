@@ -79,8 +79,12 @@ class Anchor(keras.layers.Layer):
         return last + scale * out
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "mode": self.mode, "target_index": self.target_index,
-                "diff_scale": self.diff_scale}
+        return {
+            **super().get_config(),
+            "mode": self.mode,
+            "target_index": self.target_index,
+            "diff_scale": self.diff_scale,
+        }
 
 
 @dataclass(frozen=True)
@@ -99,24 +103,34 @@ def build(cfg: TrainingConfig, diff_scale: np.ndarray) -> Models:
     h = Normalise(cfg.normalisation, scale, name="normalise")(raw)
     lstm = []
     for i, spec in enumerate(cfg.model.lstm):
-        layer = keras.layers.LSTM(spec.units, return_sequences=spec.return_sequences,
-                                  name=f"lstm_{i}")
+        layer = keras.layers.LSTM(
+            spec.units, return_sequences=spec.return_sequences, name=f"lstm_{i}"
+        )
         lstm.append(layer)
         h = layer(h)
         if spec.dropout > 0:
             h = keras.layers.Dropout(spec.dropout, name=f"dropout_{i}")(h)
-    head = [keras.layers.Dense(u, activation="tanh", name=f"dense_{i}")
-            for i, u in enumerate(cfg.model.dense)]
+    head = [
+        keras.layers.Dense(u, activation="tanh", name=f"dense_{i}")
+        for i, u in enumerate(cfg.model.dense)
+    ]
     # Start the output at zero: an untrained model is exactly naive persistence.
     head.append(keras.layers.Dense(1, name="change", kernel_initializer="zeros"))
     for layer in head:
         h = layer(h)
     pred = Anchor(cfg.normalisation, cfg.target_index, scale, name="prediction")([raw, h])
-    return Models(keras.Model(raw, h, name="train"), keras.Model(raw, pred, name="serve"),
-                  tuple(lstm), tuple(head))
+    return Models(
+        keras.Model(raw, h, name="train"),
+        keras.Model(raw, pred, name="serve"),
+        tuple(lstm),
+        tuple(head),
+    )
 
 
 def optimizer(cfg: TrainingConfig) -> keras.optimizers.Optimizer:
-    cls = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
-           "sgd": keras.optimizers.SGD}[cfg.optimizer]
+    cls = {
+        "adam": keras.optimizers.Adam,
+        "rmsprop": keras.optimizers.RMSprop,
+        "sgd": keras.optimizers.SGD,
+    }[cfg.optimizer]
     return cls(learning_rate=cfg.learning_rate)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -46,7 +47,9 @@ class WindowSet:
         lo = np.array([r[0] for r in self.ranges], dtype=np.int64)
         return k, lo[k] + (idx - starts[k])
 
-    def gather(self, idx: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.float32], ...]:
+    def gather(
+        self, idx: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
         """(windows float32 [B, W, F], targets float64 [B, F], stream index [B]) for ``idx``."""
         k, t = self.locate(np.asarray(idx, dtype=np.int64))
         f = self.streams[0].values.shape[1]
@@ -67,7 +70,9 @@ def window_set(streams: list[Stream], cfg: TrainingConfig, split: str) -> Window
 
 
 def normalised_target(
-    x: npt.NDArray[np.floating], y: npt.NDArray[np.floating], cfg: TrainingConfig,
+    x: npt.NDArray[np.floating],
+    y: npt.NDArray[np.floating],
+    cfg: TrainingConfig,
     diff_scale: npt.NDArray[np.float64],
 ) -> npt.NDArray[np.float64]:
     """(y - last) / error_scale: the change the network must output, in normalised units."""
@@ -105,8 +110,9 @@ def ordered_batches(
         yield ws.gather(idx[i : i + batch])
 
 
-def tf_dataset(ws: WindowSet, cfg: TrainingConfig, diff_scale: npt.NDArray[np.float64],
-               seed: int):  # type: ignore[no-untyped-def]  # tf is imported lazily
+def tf_dataset(
+    ws: WindowSet, cfg: TrainingConfig, diff_scale: npt.NDArray[np.float64], seed: int
+) -> Any:
     """The training stream as a prefetched ``tf.data.Dataset`` over :func:`random_batches`."""
     import tensorflow as tf
 
@@ -121,7 +127,7 @@ def tf_dataset(ws: WindowSet, cfg: TrainingConfig, diff_scale: npt.NDArray[np.fl
     return ds.prefetch(2)
 
 
-def eval_dataset(ws: WindowSet, cfg: TrainingConfig, diff_scale: npt.NDArray[np.float64]):  # type: ignore[no-untyped-def]
+def eval_dataset(ws: WindowSet, cfg: TrainingConfig, diff_scale: npt.NDArray[np.float64]) -> Any:
     """A finite, re-iterable ``tf.data.Dataset`` of the strided validation windows."""
     import tensorflow as tf
 

@@ -32,16 +32,22 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def prediction(path: Path, title: str, truth: npt.NDArray[Any], pred: npt.NDArray[Any],
-               segment: int = 0) -> Path:
+def prediction(
+    path: Path, title: str, truth: npt.NDArray[Any], pred: npt.NDArray[Any], segment: int = 0
+) -> Path:
     """True series and one prediction curve; ``segment`` > 0 draws each restart separately."""
     fig, ax = _figure()
     ax.plot(truth, label="true data", color="black", linewidth=1)
     if segment:
         for k, start in enumerate(range(0, len(pred), segment)):
             xs = np.arange(start, min(start + segment, len(pred)))
-            ax.plot(xs, pred[xs], linewidth=1, color="tab:red",
-                    label="prediction (restarts from true data)" if k == 0 else None)
+            ax.plot(
+                xs,
+                pred[xs],
+                linewidth=1,
+                color="tab:red",
+                label="prediction (restarts from true data)" if k == 0 else None,
+            )
     else:
         ax.plot(pred, label="prediction", color="tab:red", linewidth=1)
     ax.set_title(title)

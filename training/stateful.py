@@ -43,8 +43,14 @@ def step_function(models: Any, cfg: TrainingConfig) -> tuple[Any, list[str]]:
     norm = models.serve.get_layer("normalise")
     s = np.asarray(norm.diff_scale, np.float32)
     cells = [[np.asarray(w, np.float32) for w in layer.get_weights()] for layer in models.lstm]
-    head = [(np.asarray(d.kernel.numpy(), np.float32), np.asarray(d.bias.numpy(), np.float32),
-             d.activation) for d in models.head]
+    head = [
+        (
+            np.asarray(d.kernel.numpy(), np.float32),
+            np.asarray(d.bias.numpy(), np.float32),
+            d.activation,
+        )
+        for d in models.head
+    ]
     names = ["x", *(["prev"] if diff else [])]
     specs = [tf.TensorSpec([None, f], tf.float32, name=n) for n in names]
     for k, spec in enumerate(cfg.model.lstm):
@@ -75,8 +81,9 @@ def step_function(models: Any, cfg: TrainingConfig) -> tuple[Any, list[str]]:
     return step, names
 
 
-def run_sequence(session: Any, windows: npt.NDArray[np.float32], cfg: TrainingConfig,
-                 names: list[str]) -> npt.NDArray[np.float32]:
+def run_sequence(
+    session: Any, windows: npt.NDArray[np.float32], cfg: TrainingConfig, names: list[str]
+) -> npt.NDArray[np.float32]:
     """Step an ONNX Runtime session through each window from zero state; last predictions."""
     b = len(windows)
     feeds: dict[str, npt.NDArray[np.float32]] = {}
@@ -98,8 +105,9 @@ def run_sequence(session: Any, windows: npt.NDArray[np.float32], cfg: TrainingCo
     return pred
 
 
-def export(models: Any, cfg: TrainingConfig, test_windows: npt.NDArray[np.float32],
-           fields: dict[str, Any]) -> dict[str, Any]:
+def export(
+    models: Any, cfg: TrainingConfig, test_windows: npt.NDArray[np.float32], fields: dict[str, Any]
+) -> dict[str, Any]:
     """Convert the step graph, check it against the window model, write it with its manifest."""
     import onnxruntime as ort
 
@@ -109,8 +117,9 @@ def export(models: Any, cfg: TrainingConfig, test_windows: npt.NDArray[np.float3
         step, names = step_function(models, cfg)
         model = convert(step)
         bar.update()
-        session = ort.InferenceSession(model.SerializeToString(),
-                                       providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            model.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
         got = run_sequence(session, x, cfg, names)
         want = models.serve(x, training=False).numpy()
         rel = rel_diff(got, want)
@@ -122,5 +131,10 @@ def export(models: Any, cfg: TrainingConfig, test_windows: npt.NDArray[np.float3
         bar.update()
         write(model, manifest_for(model, cfg, "stateful", fields), path)
         bar.update()
-    return {"path": str(path), "bytes": path.stat().st_size, "parity_relative": rel,
-            "parity_windows": len(x), "inputs": names}
+    return {
+        "path": str(path),
+        "bytes": path.stat().st_size,
+        "parity_relative": rel,
+        "parity_windows": len(x),
+        "inputs": names,
+    }

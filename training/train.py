@@ -17,6 +17,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +60,11 @@ def _progress_callback(epochs: int, steps: int) -> Any:
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             logs = logs or {}
-            self.bar.set_postfix(epoch=epoch + 1, loss=f"{logs.get('loss', math.nan):.4g}",
-                                 val=f"{logs.get('val_loss', math.nan):.4g}")
+            self.bar.set_postfix(
+                epoch=epoch + 1,
+                loss=f"{logs.get('loss', math.nan):.4g}",
+                val=f"{logs.get('val_loss', math.nan):.4g}",
+            )
 
         def on_train_end(self, logs: Any = None) -> None:
             self.bar.close()
@@ -68,8 +72,9 @@ def _progress_callback(epochs: int, steps: int) -> Any:
     return Progress()
 
 
-def _fit(models: Any, cfg: TrainingConfig, streams: list[Any],
-         diff_scale: npt.NDArray[np.float64]) -> dict[str, list[float]]:
+def _fit(
+    models: Any, cfg: TrainingConfig, streams: list[Any], diff_scale: npt.NDArray[np.float64]
+) -> dict[str, list[float]]:
     import keras
 
     from training.graph import optimizer
@@ -82,28 +87,39 @@ def _fit(models: Any, cfg: TrainingConfig, streams: list[Any],
     ckpt = cfg.artifacts / "best.weights.h5"
     es, rl = cfg.early_stopping, cfg.reduce_lr
     callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=es.patience,
-                                      min_delta=es.min_delta, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", patience=rl.patience,
-                                          factor=rl.factor, min_lr=rl.min_lr, verbose=0),
-        keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss", save_best_only=True,
-                                        save_weights_only=True, verbose=0),
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss",
+            patience=es.patience,
+            min_delta=es.min_delta,
+            restore_best_weights=True,
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", patience=rl.patience, factor=rl.factor, min_lr=rl.min_lr, verbose=0
+        ),
+        keras.callbacks.ModelCheckpoint(
+            str(ckpt), monitor="val_loss", save_best_only=True, save_weights_only=True, verbose=0
+        ),
         _progress_callback(cfg.epochs, steps),
     ]
     models.train.compile(optimizer=optimizer(cfg), loss="mse")
     hist = models.train.fit(
-        tf_dataset(train_ws, cfg, diff_scale, cfg.seed), steps_per_epoch=steps,
-        epochs=cfg.epochs, validation_data=eval_dataset(val_ws, cfg, diff_scale),
+        tf_dataset(train_ws, cfg, diff_scale, cfg.seed),
+        steps_per_epoch=steps,
+        epochs=cfg.epochs,
+        validation_data=eval_dataset(val_ws, cfg, diff_scale),
         validation_steps=math.ceil(min(len(val_ws), cfg.eval_max_windows) / 1024),
-        callbacks=callbacks, shuffle=False, verbose=0,
+        callbacks=callbacks,
+        shuffle=False,
+        verbose=0,
     )
     if ckpt.exists():
         models.train.load_weights(str(ckpt))
     return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 
 
-def predict_split(serve_fn: Any, streams: list[Any], cfg: TrainingConfig,
-                  split: str) -> dict[str, npt.NDArray[Any]]:
+def predict_split(
+    serve_fn: Any, streams: list[Any], cfg: TrainingConfig, split: str
+) -> dict[str, npt.NDArray[Any]]:
     """Keras predictions on the strided windows of ``split``: x, y, prediction, naive."""
     from tqdm import tqdm
 
@@ -113,18 +129,40 @@ def predict_split(serve_fn: Any, streams: list[Any], cfg: TrainingConfig,
     idx = strided(len(ws), cfg.eval_max_windows)
     xs, ys, ps = [], [], []
     ti = cfg.target_index
-    for x, y, _ in tqdm(ordered_batches(ws, idx, 1024), desc=f"score {split}", unit="batch",
-                        total=math.ceil(len(idx) / 1024), leave=False):
+    for x, y, _ in tqdm(
+        ordered_batches(ws, idx, 1024),
+        desc=f"score {split}",
+        unit="batch",
+        total=math.ceil(len(idx) / 1024),
+        leave=False,
+    ):
         ps.append(serve_fn(x)["prediction"].numpy()[:, 0].astype(np.float64))
         ys.append(y[:, ti])
         xs.append(x)
     x = np.concatenate(xs)
-    return {"x": x, "y": np.concatenate(ys), "pred": np.concatenate(ps),
-            "naive": x[:, -1, ti].astype(np.float64)}
+    return {
+        "x": x,
+        "y": np.concatenate(ys),
+        "pred": np.concatenate(ps),
+        "naive": x[:, -1, ti].astype(np.float64),
+    }
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What a training run leaves: the summary (also in artifacts/train.json) and the models."""
+
+    summary: dict[str, Any]
+    models: Any
 
 
 def train(config: str | Path | TrainingConfig) -> dict[str, Any]:
     """Train, score, calibrate and export; return the summary written to artifacts/train.json."""
+    return run_training(config).summary
+
+
+def run_training(config: str | Path | TrainingConfig) -> Trained:
+    """:func:`train`, also returning the Keras models (for parity checks and tests)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -147,8 +185,12 @@ def train(config: str | Path | TrainingConfig) -> dict[str, Any]:
         parts[split] = p
         metrics[split] = scoring.compare(p["y"], p["pred"], {"naive": p["naive"]})
     val = parts["validation"]
-    scale = error_scale(val["x"], cfg.target_index, cfg.normalisation,  # type: ignore[arg-type]
-                        float(diff_scale[cfg.target_index]))
+    scale = error_scale(
+        val["x"],
+        cfg.target_index,
+        cfg.normalisation,  # type: ignore[arg-type]
+        float(diff_scale[cfg.target_index]),
+    )
     fields = {
         "diff_scale": [float(s) for s in diff_scale] if cfg.normalisation == "diff" else None,
         "data_fingerprint": data.fingerprint(streams, cfg),
@@ -159,8 +201,13 @@ def train(config: str | Path | TrainingConfig) -> dict[str, Any]:
     test_x = parts["test"]["x"]
     exported = export.export(models.serve, cfg, test_x, fields)
     summary: dict[str, Any] = {
-        "config": {"name": cfg.name, "data": str(cfg.data), "window": cfg.window,
-                   "normalisation": cfg.normalisation, "seed": cfg.seed},
+        "config": {
+            "name": cfg.name,
+            "data": str(cfg.data),
+            "window": cfg.window,
+            "normalisation": cfg.normalisation,
+            "seed": cfg.seed,
+        },
         "streams": {s.name: len(s.values) for s in streams},
         "epochs_run": len(history.get("loss", [])),
         "fit_seconds": round(fit_seconds, 2),
@@ -174,7 +221,7 @@ def train(config: str | Path | TrainingConfig) -> dict[str, Any]:
     cfg.artifacts.mkdir(parents=True, exist_ok=True)
     (cfg.artifacts / "history.json").write_text(json.dumps(history, indent=2))
     (cfg.artifacts / "train.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    return Trained(summary, models)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -191,9 +238,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     t = summary["metrics"]["test"]
     verdict = "beats" if summary["beats_naive"] else "does NOT beat"
-    print(f"wrote {summary['export']['path']} ({summary['export']['bytes']} bytes, "
-          f"ONNX/Keras parity {summary['export']['parity_relative']:.2e})")
-    print(f"test RMSE model {t['model']['rmse']:.6g} vs naive {t['naive']['rmse']:.6g}: "
-          f"skill {t['skill']:.4f}, the model {verdict} naive persistence")
+    print(
+        f"wrote {summary['export']['path']} ({summary['export']['bytes']} bytes, "
+        f"ONNX/Keras parity {summary['export']['parity_relative']:.2e})"
+    )
+    print(
+        f"test RMSE model {t['model']['rmse']:.6g} vs naive {t['naive']['rmse']:.6g}: "
+        f"skill {t['skill']:.4f}, the model {verdict} naive persistence"
+    )
     print(f"fit {summary['fit_seconds']} s, {summary['epochs_run']} epochs")
     return 0

@@ -30,12 +30,14 @@ OPS_POINTS = 4032  # four weeks of 10-minute points
 DAY, WEEK = 144, 1008  # points per day / week
 
 
-def sine(n: int = 5001, amplitude: float = 1.0, freq: float = 1.0, step: float = 0.01):
+def sine(
+    n: int = 5001, amplitude: float = 1.0, freq: float = 1.0, step: float = 0.01
+) -> tuple[np.ndarray, np.ndarray]:
     t = np.arange(n) * step
     return t, amplitude * np.sin(2 * np.pi * freq * t)
 
 
-def stock(n: int = 3000, seed: int = 7):
+def stock(n: int = 3000, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
     """Close and volume; returns (close, volume), both positive."""
     rng = np.random.default_rng(seed)
     vols = np.array([0.008, 0.025])  # daily sigma in calm / stressed regimes
@@ -51,7 +53,7 @@ def stock(n: int = 3000, seed: int = 7):
     return close, volume
 
 
-def ops_streams(seed: int = 11):
+def ops_streams(seed: int = 11) -> tuple[dict[str, np.ndarray], list[dict[str, object]]]:
     """name -> values [OPS_POINTS], plus the list of injected anomalies."""
     rng = np.random.default_rng(seed)
     i = np.arange(OPS_POINTS)
@@ -72,11 +74,20 @@ def ops_streams(seed: int = 11):
         for k in range(1, OPS_POINTS):
             ar[k] = 0.7 * ar[k - 1] + e[k]
         out[name] = base + season + trend * i / WEEK + ar
+
     # A few injected anomalies, all in the test split (rows >= 85%), so the validation residuals
     # that calibrate the thresholds are clean and the test split shows what detection sees.
     def mark(stream: str, at: int, kind: str, length: int) -> None:
-        anomalies.append({"stream": stream, "kind": kind, "start": _ts(at),
-                          "end": _ts(at + length - 1), "index": at, "length": length})
+        anomalies.append(
+            {
+                "stream": stream,
+                "kind": kind,
+                "start": _ts(at),
+                "end": _ts(at + length - 1),
+                "index": at,
+                "length": length,
+            }
+        )
 
     out["web1.cpu"][3500] += 45.0
     mark("web1.cpu", 3500, "spike", 1)
