@@ -10,6 +10,7 @@ BENCHES = {
     "inference": "bench.inference",
     "detection": "bench.detection.runner",
     "forecast": "bench.forecast",
+    "throughput": "bench.throughput",
 }
 
 

@@ -1,0 +1,181 @@
+"""``lstmad serve`` as a child process for the benchmarks: config, start, scrape, RSS, stop.
+
+The daemon runs exactly as deployed (``python -m streamer serve --config FILE``) so its
+memory is its own: :meth:`Daemon.rss_bytes` reads ``VmRSS`` of that process from ``/proc``.
+Its Prometheus endpoint is scraped for progress (``lstmad_points_total`` and
+``lstmad_invalid_messages_total``) and for the end-to-end latency histogram.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+from streamer.localkafka import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = REPO / "streamer" / "models" / "default.onnx"
+
+
+def write_config(
+    path: Path,
+    bootstrap: str,
+    topic: str,
+    group: str,
+    port: int,
+    predictions_topic: str = "",
+    model: Path = DEFAULT_MODEL,
+) -> Path:
+    """A daemon config: this broker and topics, everything else (thresholds too) default."""
+    path.write_text(
+        f"""[kafka]
+bootstrap_servers = ["{bootstrap}"]
+input_topic = "{topic}"
+alert_topic = "{topic}.alerts"
+dlq_topic = "{topic}.dlq"
+predictions_topic = "{predictions_topic}"
+group_id = "{group}"
+auto_offset_reset = "earliest"
+
+[model]
+path = "{model}"
+
+[metrics]
+host = "127.0.0.1"
+port = {port}
+
+[log]
+level = "WARNING"
+format = "text"
+"""
+    )
+    return path
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text exposition -> {'name{labels}': value} (labels as printed)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            continue
+    return out
+
+
+def histogram_buckets(samples: Mapping[str, float], name: str) -> dict[float, float]:
+    """Cumulative bucket counts {upper bound: count} of histogram ``name``."""
+    prefix = f'{name}_bucket{{le="'
+    out = {}
+    for key, v in samples.items():
+        if key.startswith(prefix):
+            le = key[len(prefix) :].split('"', 1)[0]
+            out[float("inf") if le == "+Inf" else float(le)] = v
+    return dict(sorted(out.items()))
+
+
+class Daemon:
+    """A running ``lstmad serve`` child; use as a context manager (always stopped)."""
+
+    def __init__(self, config: Path, port: int, log: Path, profile: Path | None = None):
+        self.config, self.port, self.log, self.profile = config, port, log, profile
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def port_for() -> int:
+        """A free loopback port for the daemon's HTTP endpoint."""
+        return free_port()
+
+    @staticmethod
+    def profile_summary(path: Path, top: int = 12) -> list[str]:
+        """The ``top`` functions of a cProfile dump by own time, then by cumulative time."""
+        import io
+        import pstats
+
+        lines: list[str] = []
+        for order in ("tottime", "cumulative"):
+            buf = io.StringIO()
+            pstats.Stats(str(path), stream=buf).sort_stats(order).print_stats(top)
+            got = [ln for ln in buf.getvalue().splitlines() if ln.strip()]
+            start = next(i for i, ln in enumerate(got) if ln.lstrip().startswith("ncalls"))
+            lines += [f"-- by {order}", *got[start : start + top + 1]]
+        return lines
+
+    def __enter__(self) -> Daemon:
+        logf = self.log.open("ab")
+        cmd = [sys.executable, "-m", "streamer", "serve", "--config", str(self.config)]
+        if self.profile is not None:  # cProfile writes the dump when serve exits on SIGTERM
+            cmd[1:1] = ["-m", "cProfile", "-o", str(self.profile)]
+        self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=REPO)
+        logf.close()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def check_alive(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+            raise RuntimeError(f"lstmad serve exited early; its log ends with:\n{tail}")
+
+    def scrape(self, timeout_s: float = 2.0) -> dict[str, float]:
+        url = f"http://127.0.0.1:{self.port}/metrics"
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            return parse_metrics(resp.read().decode())
+
+    def consumed(self, samples: Mapping[str, float]) -> float:
+        """Messages the daemon has taken off the topic: valid points plus dead letters."""
+        invalid = sum(
+            v for k, v in samples.items() if k.startswith("lstmad_invalid_messages_total")
+        )
+        return samples.get("lstmad_points_total", 0.0) + invalid
+
+    def wait_metrics(self, deadline_s: float) -> dict[str, float]:
+        """Scrape until the endpoint answers (the daemon has started) or raise at the deadline."""
+        end = time.monotonic() + deadline_s
+        while True:
+            self.check_alive()
+            try:
+                return self.scrape()
+            except OSError:
+                if time.monotonic() > end:
+                    raise RuntimeError(
+                        f"no /metrics on port {self.port} after {deadline_s}s"
+                    ) from None
+                time.sleep(0.1)
+
+    def rss_bytes(self) -> int:
+        """Resident set size of the daemon process now (``VmRSS``)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("VmRSS not found in /proc status")
+
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)

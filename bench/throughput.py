@@ -1,0 +1,351 @@
+"""Kafka throughput, latency and memory of ``lstmad serve`` against a real broker.
+
+For each stream count N (default 1; 1,000; 100,000) a fresh topic gets M points produced
+beforehand (``--points`` per stream, round-robin over the streams, one JSON message each).
+In the same run and on the same topic:
+
+- a bare kafka-python consumer (same client, same ``max_poll_records``) that only polls and
+  JSON-decodes: the ceiling for this client; its points/s between 10% and 90% of M;
+- the daemon (``python -m streamer serve``, a child process, default config apart from the
+  broker and topics): points/s between 10% and 90% of M from its ``lstmad_points_total``
+  (scraped every 0.1 s), and its RSS (``VmRSS``) once every point was consumed.
+
+Latency: the same default config, 1,000 streams warmed up with 60 points each, then points
+produced live at half the daemon's measured maximum rate (1,000 streams) for
+``--live-seconds``; p50/p99 from the daemon's ``lstmad_end_to_end_seconds`` histogram (a
+point's Kafka produce timestamp to the broker's ack of every output its batch caused, i.e.
+the point fully processed and its alerts delivered), interpolated within buckets; the share
+within 100 ms is exact (100 ms is a bucket bound).
+
+Targets (issue 7): daemon >= 50% of bare at 1,000 streams; p99 <= 100 ms at half the
+maximum rate; <= 2 KB RSS per stream at 100,000 streams, i.e. (RSS(100k) - RSS(1k)) / 99k.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from bench import report
+from bench.daemon_proc import Daemon, histogram_buckets, write_config
+
+COMMAND = "python -m bench throughput"
+E2E = "lstmad_end_to_end_seconds"
+WARM_POINTS = 60  # > window 50: every live point has a prediction
+
+
+def messages(
+    streams: int, points: int, start_ms: int, first: int = 0
+) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) of points ``first..points-1`` of every stream, round-robin, 1 s apart."""
+    for k in range(first, points):
+        ts = start_ms + 1000 * k
+        for s in range(streams):
+            key = b"s%06d" % s
+            yield key, b'{"stream":"%s","ts":%d,"value":%.4f}' % (key, ts, 50.0 + (k * 7 + s) % 13)
+
+
+def producer(bootstrap: str, linger_ms: int = 20) -> Any:
+    from kafka import KafkaProducer
+
+    return KafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks=1,
+        linger_ms=linger_ms,
+        batch_size=1 << 20,
+        max_request_size=1 << 22,
+    )
+
+
+def produce(bootstrap: str, topic: str, streams: int, points: int, start_ms: int) -> float:
+    """Produce the whole load before anything consumes it; returns seconds taken."""
+    p = producer(bootstrap)
+    t0 = time.perf_counter()
+    for key, value in tqdm(
+        messages(streams, points, start_ms),
+        total=streams * points,
+        desc=f"produce {streams} streams",
+        unit="msg",
+        mininterval=2,
+        leave=False,
+    ):
+        p.send(topic, key=key, value=value)
+    p.flush()
+    p.close()
+    return time.perf_counter() - t0
+
+
+def rate_10_90(samples: list[tuple[float, float]], total: int) -> float:
+    """Points/s between the samples where 10% and 90% of ``total`` had been consumed."""
+    lo = next((t, c) for t, c in samples if c >= 0.1 * total)
+    hi = next((t, c) for t, c in samples if c >= 0.9 * total)
+    if hi[0] <= lo[0]:
+        raise RuntimeError("too few progress samples to measure a rate; raise --points")
+    return (hi[1] - lo[1]) / (hi[0] - lo[0])
+
+
+def bare_rate(bootstrap: str, topic: str, total: int, deadline_s: float) -> float:
+    """Points/s of a consumer that only polls and JSON-decodes, over the whole topic."""
+    from kafka import KafkaConsumer
+
+    c = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"bare-{uuid.uuid4().hex}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=5000,
+    )
+    got, samples, end = 0, [], time.monotonic() + deadline_s
+    try:
+        while got < total:
+            if time.monotonic() > end:
+                raise RuntimeError(f"bare consumer read {got}/{total} in {deadline_s}s")
+            for records in c.poll(timeout_ms=200, max_records=5000).values():
+                for r in records:
+                    json.loads(r.value)
+                got += len(records)
+            samples.append((time.perf_counter(), got))
+    finally:
+        c.close()
+    return rate_10_90(samples, total)
+
+
+def wait_consumed(
+    d: Daemon, total: int, deadline_s: float, every_s: float = 0.1
+) -> tuple[list[tuple[float, float]], dict[str, float]]:
+    """Scrape until the daemon consumed ``total`` messages; (progress samples, last scrape)."""
+    samples: list[tuple[float, float]] = []
+    end = time.monotonic() + deadline_s
+    bar = tqdm(total=total, desc="daemon", unit="msg", mininterval=2, leave=False)
+    try:
+        while True:
+            d.check_alive()
+            m = d.scrape()
+            got = d.consumed(m)
+            samples.append((time.perf_counter(), got))
+            bar.update(int(got) - bar.n)
+            if got >= total:
+                return samples, m
+            if time.monotonic() > end:
+                raise RuntimeError(f"daemon consumed {got:.0f}/{total} in {deadline_s:.0f}s")
+            time.sleep(every_s)
+    finally:
+        bar.close()
+
+
+def run_streams(
+    bootstrap: str, work: Path, streams: int, points: int, bare: bool, profile: bool
+) -> dict[str, Any]:
+    """One stream count: produce, bare consumer, daemon; rates and RSS."""
+    topic = f"bench-{streams}-{uuid.uuid4().hex[:8]}"
+    total = streams * points
+    start_ms = int(time.time() * 1000) - 1000 * (points + 10)
+    out: dict[str, Any] = {"streams": streams, "points": total}
+    out["produce_s"] = produce(bootstrap, topic, streams, points, start_ms)
+    deadline = 60 + total / 2000
+    if bare:
+        out["bare_points_per_s"] = bare_rate(bootstrap, topic, total, deadline)
+    port = Daemon.port_for()
+    cfg = write_config(work / f"{topic}.toml", bootstrap, topic, f"g-{topic}", port)
+    prof = work / f"{topic}.pstats" if profile else None
+    with Daemon(cfg, port, work / f"{topic}.log", profile=prof) as d:
+        d.wait_metrics(60)
+        samples, last = wait_consumed(d, total, deadline)
+        out["daemon_points_per_s"] = rate_10_90(samples, total)
+        out["rss_bytes"] = d.rss_bytes()
+        out["active_streams"] = last.get("lstmad_active_streams", float("nan"))
+        out["invalid"] = d.consumed(last) - last.get("lstmad_points_total", 0.0)
+    if prof is not None:
+        out["profile_top"] = Daemon.profile_summary(prof)
+    if bare:
+        out["ratio"] = out["daemon_points_per_s"] / out["bare_points_per_s"]
+    return out
+
+
+def quantile(buckets: dict[float, float], q: float) -> float:
+    """Quantile of a cumulative histogram, linear within the bucket (Prometheus-style)."""
+    bounds = list(buckets)
+    total = buckets[bounds[-1]]
+    if total <= 0:
+        return float("nan")
+    rank, prev_b, prev_c = q * total, 0.0, 0.0
+    for b in bounds:
+        c = buckets[b]
+        if c >= rank:
+            if b == float("inf"):
+                return prev_b
+            return prev_b + (b - prev_b) * (rank - prev_c) / max(c - prev_c, 1e-12)
+        prev_b, prev_c = b, c
+    return bounds[-1]
+
+
+def run_latency(
+    bootstrap: str, work: Path, streams: int, rate: float, seconds: float
+) -> dict[str, Any]:
+    """p50/p99 produce-to-output latency at ``rate`` points/s produced live."""
+    topic = f"bench-live-{uuid.uuid4().hex[:8]}"
+    live_points = int(rate * seconds / streams) + 1
+    start_ms = int(time.time() * 1000) - 1000 * (WARM_POINTS + 1)
+    produce(bootstrap, topic, streams, WARM_POINTS, start_ms)
+    port = Daemon.port_for()
+    cfg = write_config(work / f"{topic}.toml", bootstrap, topic, f"g-{topic}", port)
+    with Daemon(cfg, port, work / f"{topic}.log") as d:
+        d.wait_metrics(60)
+        wait_consumed(d, streams * WARM_POINTS, 120)
+        before = histogram_buckets(d.scrape(), E2E)
+        p = producer(bootstrap, linger_ms=1)
+        sent, t0 = 0, time.perf_counter()
+        for key, value in messages(streams, WARM_POINTS + live_points, start_ms, WARM_POINTS):
+            p.send(topic, key=key, value=value)
+            sent += 1
+            ahead = sent / rate - (time.perf_counter() - t0)
+            if ahead > 0.005:
+                time.sleep(ahead)  # pacing the producer, not waiting for a condition
+        p.flush()
+        produced_s = time.perf_counter() - t0
+        _, last = wait_consumed(d, streams * (WARM_POINTS + live_points), 120)
+        after = histogram_buckets(last, E2E)
+    delta = {b: after[b] - before.get(b, 0.0) for b in after}
+    n = delta[float("inf")]
+    return {
+        "streams": streams,
+        "target_rate": rate,
+        "achieved_rate": sent / produced_s,
+        "points": sent,
+        "p50_s": quantile(delta, 0.5),
+        "p99_s": quantile(delta, 0.99),
+        "share_within_100ms": delta.get(0.1, float("nan")) / n if n else float("nan"),
+        "buckets": {str(k): v for k, v in delta.items()},
+    }
+
+
+def figures(res: dict[str, Any]) -> list[report.Figure]:
+    figs: list[report.Figure] = []
+    b = "throughput"
+    runs = {r["streams"]: r for r in res["runs"]}
+    for n, r in runs.items():
+        cmd = COMMAND
+        figs.append(
+            report.figure(b, f"daemon @{n} streams", r["daemon_points_per_s"], "points/s", cmd)
+        )
+        if "bare_points_per_s" in r:
+            figs.append(
+                report.figure(
+                    b, f"bare consumer @{n} streams", r["bare_points_per_s"], "points/s", cmd
+                )
+            )
+            target = report.at_least(r["ratio"], 0.5) if n == 1000 else None
+            figs.append(report.figure(b, f"daemon/bare @{n} streams", r["ratio"], "", cmd, target))
+        figs.append(
+            report.figure(b, f"daemon RSS @{n} streams", r["rss_bytes"] / 2**20, "MiB", cmd)
+        )
+    if "per_stream_rss_bytes" in res:
+        v = res["per_stream_rss_bytes"]
+        figs.append(
+            report.figure(
+                b,
+                f"RSS per stream ({res['per_stream_rss_between']})",
+                v,
+                "bytes",
+                COMMAND,
+                report.at_most(v, 2048),
+            )
+        )
+    if "latency" in res:
+        lat = res["latency"]
+        figs.append(
+            report.figure(
+                b, "live rate (half of max @1000)", lat["achieved_rate"], "points/s", COMMAND
+            )
+        )
+        figs.append(report.figure(b, "p50 produce->output", lat["p50_s"] * 1000, "ms", COMMAND))
+        figs.append(
+            report.figure(
+                b,
+                "p99 produce->output",
+                lat["p99_s"] * 1000,
+                "ms",
+                COMMAND,
+                report.at_most(lat["p99_s"] * 1000, 100),
+            )
+        )
+        figs.append(report.figure(b, "share <= 100 ms", lat["share_within_100ms"], "", COMMAND))
+    return figs
+
+
+def run_bench(
+    streams: list[int], points: dict[int, int], live_seconds: float, profile: bool
+) -> dict[str, Any]:
+    from streamer.localkafka import LocalKafka
+
+    res: dict[str, Any] = {"runs": []}
+    with tempfile.TemporaryDirectory(prefix="lstmad-tput-") as tmp, LocalKafka() as kafka:
+        work = Path(tmp)
+        for n in streams:
+            print(f"throughput: {n} streams x {points[n]} points ...", flush=True)
+            r = run_streams(
+                kafka.bootstrap, work, n, points[n], bare=n <= 1000, profile=profile and n == 1000
+            )
+            res["runs"].append(r)
+        runs = {r["streams"]: r for r in res["runs"]}
+        big = max(runs)
+        small = max((n for n in runs if n < big), default=None)
+        if small is not None and big >= 10_000:
+            res["per_stream_rss_bytes"] = (runs[big]["rss_bytes"] - runs[small]["rss_bytes"]) / (
+                big - small
+            )
+            res["per_stream_rss_between"] = f"{small}->{big} streams"
+        if 1000 in runs and live_seconds > 0:
+            print("throughput: latency at half the maximum rate ...", flush=True)
+            rate = runs[1000]["daemon_points_per_s"] / 2
+            res["latency"] = run_latency(kafka.bootstrap, work, 1000, rate, live_seconds)
+    return res
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 1000, 100_000])
+    parser.add_argument(
+        "--points",
+        type=int,
+        nargs="+",
+        default=[30_000, 200, 51],
+        help="points per stream, one per --streams entry (>= 51 fills a window of 50)",
+    )
+    parser.add_argument(
+        "--live-seconds",
+        type=float,
+        default=10.0,
+        help="seconds of live production for the latency figure (0: skip)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run the 1,000-stream daemon under cProfile and print its top",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if len(args.points) != len(args.streams):
+        raise SystemExit("--points needs one value per --streams value")
+    res = run_bench(
+        args.streams,
+        dict(zip(args.streams, args.points, strict=True)),
+        args.live_seconds,
+        args.profile,
+    )
+    figs = figures(res)
+    report.print_table(figs)
+    for r in res["runs"]:
+        for line in r.get("profile_top", []):
+            print(line)
+    print(f"results -> {report.write_results('throughput', figs, res)}")
+    return 0
