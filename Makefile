@@ -47,10 +47,13 @@ test: install kafka-jars system-deps lint ## Lint, then every test, including th
 demo: install kafka-jars ## Local Kafka + bundled ops streams with anomalies + the daemon: prints alerts (~1 min)
 	$(VENV)/bin/lstmad demo
 
+bench: install kafka-jars ## Every benchmark (< 20 min): table on stdout, JSON in bench/results/latest.json
+	$(PY) -m bench all
+
 kafka: install kafka-jars ## Run a local single-node Kafka on 127.0.0.1 until Ctrl-C
 	$(PY) -m streamer.localkafka
 
 clean: ## Remove the venv, caches and fetched jars
 	rm -rf $(VENV) $(BROKER)/target .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install kafka-jars system-deps lint fmt test demo kafka clean
+.PHONY: help install kafka-jars system-deps lint fmt test demo bench kafka clean
