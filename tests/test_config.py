@@ -129,7 +129,7 @@ def test_env_errors_are_named(tmp_path: Path) -> None:
         cfg(env={"LSTMAD_METRICS_PORT": "http"})
     with pytest.raises(ConfigError, match="only one"):
         cfg(env={"LSTMAD_SASL_PASSWORD": "a", "LSTMAD_SASL_PASSWORD_FILE": "/x"})
-    with pytest.raises(ConfigError, match="LSTMAD_SASL_PASSWORD_FILE=.*cannot read"):
+    with pytest.raises(ConfigError, match=r"LSTMAD_SASL_PASSWORD_FILE=.*cannot read"):
         cfg(env={"LSTMAD_SASL_PASSWORD_FILE": str(tmp_path / "missing")})
 
 
@@ -162,7 +162,7 @@ def test_relative_paths_are_resolved_against_the_config_file(tmp_path: Path) -> 
 def test_file_errors_name_the_file(tmp_path: Path) -> None:
     p = tmp_path / "bad.toml"
     p.write_text("[kafka\n")
-    with pytest.raises(ConfigError, match="bad.toml: not valid TOML"):
+    with pytest.raises(ConfigError, match=r"bad.toml: not valid TOML"):
         load(p, env={})
     with pytest.raises(ConfigError, match="cannot read"):
         load(tmp_path / "none.toml", env={})
