@@ -41,7 +41,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.prometheus, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 STREAMS = ("host1.cpu", "host2.cpu", "db1.latency", "web.rps")
-SPIKE_EVERY = 97  # points between injected spikes, per stream
+SPIKE_EVERY = 41  # points between injected spikes, per stream
 HISTORY = 120  # points per stream before the daemon starts (window 50 of the default model)
 PRODUCE_FOR_S = 120.0  # the live producer's hard bound (the stack lives ~30 s)
 SCRAPE_S = 1
@@ -342,11 +342,11 @@ def test_every_dashboard_query_returns_data_from_prometheus(stack: Stack) -> Non
             assert math.isfinite(value), f"{title}: {expr} -> {r}"
     # Not just zeros: the seeded spikes open alerts, the bad messages are dead-lettered.
     for expr in (
-        'sum(rate(lstmad_alerts_total{job="lstmad", status="open"}[30s]))',
-        'sum(rate(lstmad_invalid_messages_total{job="lstmad"}[30s]))',
-        'sum(rate(lstmad_predictions_total{job="lstmad"}[30s]))',
+        'sum(increase(lstmad_alerts_total{job="lstmad", status="open"}[1m]))',
+        'sum(increase(lstmad_invalid_messages_total{job="lstmad"}[1m]))',
+        'sum(increase(lstmad_predictions_total{job="lstmad"}[1m]))',
     ):
-        assert float(stack.query(expr)[0]["value"][1]) > 0, expr
+        wait_for(f"{expr} > 0", lambda e=expr: float(stack.query(e)[0]["value"][1]) > 0, 30)
     # Template variables: label_values(metric, label) must list this job / instance.
     for metric, label in variable_queries():
         series = stack.query(substitute(metric))

@@ -25,10 +25,25 @@ UID = "lstmad-overview"
 DS = {"type": "prometheus", "uid": "${datasource}"}
 SEL = 'job=~"$job", instance=~"$instance"'
 RI = "$__rate_interval"
+ALERTS = "lstmad_alerts_total"
+RELOADS = "lstmad_model_reloads_total"
+
+
+Query = tuple[str, str]  # (legend, PromQL)
 
 
 def quantile(q: float, metric: str, by: str = "le") -> str:
     return f"histogram_quantile({q}, sum by ({by}) (rate({metric}_bucket{{{SEL}}}[{RI}])))"
+
+
+def quantiles(metric: str, qs: tuple[float, ...] = (0.5, 0.9, 0.99)) -> tuple[Query, ...]:
+    return tuple((f"p{round(q * 100)}", quantile(q, metric)) for q in qs)
+
+
+def summed(metric: str, by: str = "", match: str = "", fn: str = "rate", window: str = RI) -> str:
+    """``sum [by (..)] (fn(metric{job, instance[, match]}[window]))``."""
+    sel = f"{SEL}, {match}" if match else SEL
+    return f"sum{f' by ({by}) ' if by else ''}({fn}({metric}{{{sel}}}[{window}]))"
 
 
 @dataclass(frozen=True)
@@ -36,7 +51,7 @@ class Panel:
     """One panel: a title, its queries as (legend, PromQL) pairs, a type, a unit and a width."""
 
     title: str
-    queries: tuple[tuple[str, str], ...]
+    queries: tuple[Query, ...]
     kind: str = "timeseries"  # timeseries | stat | table | heatmap
     unit: str = "short"
     width: int = 12
@@ -45,35 +60,32 @@ class Panel:
     target_options: dict[str, Any] = field(default_factory=dict)  # extra keys per query
 
 
+def ts(title: str, *queries: Query, **kw: Any) -> Panel:
+    """A time-series panel; keyword arguments as for :class:`Panel`."""
+    return Panel(title, queries, **kw)
+
+
+def stat(title: str, expr: str, unit: str = "short", description: str = "") -> Panel:
+    return Panel(title, (("", expr),), "stat", unit, width=4, height=4, description=description)
+
+
 ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
     (
         "Health",
         (
-            Panel("Targets up", (("up", f"sum(up{{{SEL}}})"),), "stat", width=4, height=4),
-            Panel(
+            stat("Targets up", f"sum(up{{{SEL}}})"),
+            stat(
                 "Ready",
-                (("ready", f"min(lstmad_ready{{{SEL}}})"),),
-                "stat",
-                width=4,
-                height=4,
+                f"min(lstmad_ready{{{SEL}}})",
                 description="1 when assigned, model loaded and broker reachable (min over pods).",
             ),
-            Panel(
+            stat(
                 "Loop age",
-                (("age", f"max(time() - lstmad_last_loop_timestamp_seconds{{{SEL}}})"),),
-                "stat",
-                unit="s",
-                width=4,
-                height=4,
-                description="Seconds since the slowest pod's loop last turned.",
+                f"max(time() - lstmad_last_loop_timestamp_seconds{{{SEL}}})",
+                "s",
+                "Seconds since the slowest pod's loop last turned.",
             ),
-            Panel(
-                "Active streams",
-                (("streams", f"sum(lstmad_active_streams{{{SEL}}})"),),
-                "stat",
-                width=4,
-                height=4,
-            ),
+            stat("Active streams", f"sum(lstmad_active_streams{{{SEL}}})"),
             Panel(
                 "Model",
                 (("", f"lstmad_model_info{{{SEL}}}"),),
@@ -87,38 +99,28 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
     (
         "Prediction error",
         (
-            Panel(
+            ts(
                 "Prediction error quantiles (normalised units)",
-                tuple(
-                    (f"p{int(q * 100)}", quantile(q, "lstmad_prediction_error"))
-                    for q in (0.5, 0.9, 0.99)
-                ),
+                *quantiles("lstmad_prediction_error"),
                 description="|actual - predicted| / window scale; 1.0 is one typical swing.",
             ),
-            Panel(
+            ts(
                 "Mean prediction error",
                 (
-                    (
-                        "mean",
-                        f"sum(rate(lstmad_prediction_error_sum{{{SEL}}}[{RI}]))"
-                        f" / sum(rate(lstmad_prediction_error_count{{{SEL}}}[{RI}]))",
-                    ),
+                    "mean",
+                    f"{summed('lstmad_prediction_error_sum')} / "
+                    f"{summed('lstmad_prediction_error_count')}",
                 ),
             ),
-            Panel(
+            ts(
                 "Prediction error distribution",
-                (
-                    (
-                        "{{le}}",
-                        f"sum by (le) (increase(lstmad_prediction_error_bucket{{{SEL}}}[{RI}]))",
-                    ),
-                ),
-                "heatmap",
+                ("{{le}}", summed("lstmad_prediction_error_bucket", "le", fn="increase")),
+                kind="heatmap",
                 target_options={"format": "heatmap"},
             ),
-            Panel(
+            ts(
                 "p90 error of labelled streams",
-                (("{{stream}}", quantile(0.9, "lstmad_stream_prediction_error", "le, stream")),),
+                ("{{stream}}", quantile(0.9, "lstmad_stream_prediction_error", "le, stream")),
                 description="Only the streams listed in [metrics] stream_labels.",
             ),
         ),
@@ -126,26 +128,14 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
     (
         "Alerts",
         (
-            Panel(
+            ts(
                 "Alerts opened by type and severity",
-                (
-                    (
-                        "{{type}} {{severity}}",
-                        "sum by (type, severity) "
-                        f'(rate(lstmad_alerts_total{{{SEL}, status="open"}}[{RI}]))',
-                    ),
-                ),
+                ("{{type}} {{severity}}", summed(ALERTS, "type, severity", 'status="open"')),
                 unit="ops",
             ),
-            Panel(
+            ts(
                 "Alerts resolved by type",
-                (
-                    (
-                        "{{type}}",
-                        "sum by (type) "
-                        f'(rate(lstmad_alerts_total{{{SEL}, status="resolved"}}[{RI}]))',
-                    ),
-                ),
+                ("{{type}}", summed(ALERTS, "type", 'status="resolved"')),
                 unit="ops",
             ),
         ),
@@ -153,34 +143,21 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
     (
         "Throughput and latency",
         (
-            Panel(
+            ts(
                 "Throughput",
-                (
-                    ("points/s", f"sum(rate(lstmad_points_total{{{SEL}}}[{RI}]))"),
-                    ("predictions/s", f"sum(rate(lstmad_predictions_total{{{SEL}}}[{RI}]))"),
-                ),
+                ("points/s", summed("lstmad_points_total")),
+                ("predictions/s", summed("lstmad_predictions_total")),
                 unit="ops",
             ),
-            Panel(
-                "Streams per inference call",
-                tuple(
-                    (f"p{int(q * 100)}", quantile(q, "lstmad_batch_streams")) for q in (0.5, 0.99)
-                ),
-            ),
-            Panel(
+            ts("Streams per inference call", *quantiles("lstmad_batch_streams", (0.5, 0.99))),
+            ts(
                 "Inference latency (one batched ONNX Runtime call)",
-                tuple(
-                    (f"p{int(q * 100)}", quantile(q, "lstmad_inference_seconds"))
-                    for q in (0.5, 0.9, 0.99)
-                ),
+                *quantiles("lstmad_inference_seconds"),
                 unit="s",
             ),
-            Panel(
+            ts(
                 "End-to-end latency (point produced to alert acknowledged)",
-                tuple(
-                    (f"p{int(q * 100)}", quantile(q, "lstmad_end_to_end_seconds"))
-                    for q in (0.5, 0.9, 0.99)
-                ),
+                *quantiles("lstmad_end_to_end_seconds"),
                 unit="s",
             ),
         ),
@@ -188,53 +165,31 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
     (
         "Kafka and model",
         (
-            Panel(
+            ts(
                 "Consumer lag by partition",
                 (
-                    (
-                        "{{topic}}/{{partition}}",
-                        f"sum by (topic, partition) (lstmad_consumer_lag{{{SEL}}})",
-                    ),
+                    "{{topic}}/{{partition}}",
+                    f"sum by (topic, partition) (lstmad_consumer_lag{{{SEL}}})",
                 ),
             ),
-            Panel(
+            ts(
                 "Invalid messages by reason",
-                (
-                    (
-                        "{{reason}}",
-                        f"sum by (reason) (rate(lstmad_invalid_messages_total{{{SEL}}}[{RI}]))",
-                    ),
-                ),
+                ("{{reason}}", summed("lstmad_invalid_messages_total", "reason")),
                 unit="ops",
             ),
-            Panel(
+            ts(
                 "Offset commits by result",
-                (
-                    (
-                        "{{result}}",
-                        f"sum by (result) (rate(lstmad_offset_commits_total{{{SEL}}}[{RI}]))",
-                    ),
-                ),
+                ("{{result}}", summed("lstmad_offset_commits_total", "result")),
                 unit="ops",
             ),
-            Panel(
-                "Model (re)loads by result",
-                (
-                    (
-                        "{{result}}",
-                        f"sum by (result) (increase(lstmad_model_reloads_total{{{SEL}}}[1h]))",
-                    ),
-                ),
+            ts(
+                "Model (re)loads by result, last hour",
+                ("{{result}}", summed(RELOADS, "result", fn="increase", window="1h")),
             ),
-            Panel(
+            ts(
                 "Stream state: evicted and restored",
-                (
-                    ("evicted/s", f"sum(rate(lstmad_evicted_streams_total{{{SEL}}}[{RI}]))"),
-                    (
-                        "restored/s",
-                        f"sum(rate(lstmad_state_restored_streams_total{{{SEL}}}[{RI}]))",
-                    ),
-                ),
+                ("evicted/s", summed("lstmad_evicted_streams_total")),
+                ("restored/s", summed("lstmad_state_restored_streams_total")),
                 unit="ops",
             ),
         ),
