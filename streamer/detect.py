@@ -3,41 +3,51 @@
 Pure numpy over rows of a :class:`~streamer.buffers.StateTable`: :meth:`AnomalyDetector.update`
 takes one *round* (at most one point per stream) for many streams at once.
 
-What it computes, per stream and point (``z`` = the point's ``norm_error``, the raw error
-divided by the model's per-window ``error_scale``; signed, normalised units):
+What it computes per stream and point, from the raw error ``e = actual - predicted``:
 
-1. Per-stream adaptive normalisation. ``mu`` and ``mad`` are EWMAs of ``z`` and of
-   ``|z - mu|`` (span ``span``; during the first points a running mean, weighted against a
-   prior of ``prior_points`` points). The prior comes from the manifest's calibration
-   (validation residuals in the same units): ``mu = 0`` and the Gaussian-consistent
-   ``sigma = max(q50/0.674, q90/1.645, q99/2.576)``, the most cautious of the three, so a
-   heavy-tailed model starts with a wide threshold and narrows it online.
-   ``sigma = mad * sqrt(pi/2)`` afterwards; the point's score is ``u = (z - mu) / sigma``,
-   two-sided, so dips count as much as spikes.
-2. Adaptive threshold ``mu ± warn_threshold * sigma`` (reported as ``threshold`` =
-   ``warn_threshold * sigma`` in normalised units beside ``score = |z - mu|``).
-3. Protection (river's ``protect_anomaly_detector``): a point with ``|u| >= warn_threshold``
+1. Per-stream adaptive normalisation. ``mu`` and ``mad`` are EWMAs of ``e`` and of
+   ``|e - mu|`` (span ``span``; over the first points a running mean weighted against a
+   prior of ``prior_points`` points). ``sigma = sqrt(pi/2) * mad`` (Gaussian-consistent) and
+   the score is ``u = (e - mu) / sigma``, two-sided: dips count as much as spikes.
+2. The prior comes from the manifest's calibration (validation residuals in normalised
+   units): ``sigma0 = max(q50/0.674, q90/1.645, q99/2.576)`` (the most cautious of the
+   three, so a heavy-tailed model starts wide and narrows online) times the stream's first
+   window ``error_scale``, which turns normalised units back into the stream's raw units.
+3. Adaptive threshold ``|e - mu| >= open_threshold * sigma``; events report
+   ``score = |e - mu|`` and ``threshold = open_threshold * sigma`` in raw units, beside the
+   raw ``error``.
+4. Protection (river's ``protect_anomaly_detector``): a point with ``|u| >= run_threshold``
    does not teach ``mu``/``mad``, so an anomaly cannot widen the threshold that should catch
-   the next one. Escape hatch: once an episode has lasted ``relearn_after`` points, every
-   point teaches again, so a permanent regime change is eventually learnt and resolves.
-4. Alarm rules (Merlion's calibrated score + alarm rules): an episode opens when
-   ``|u| >= critical_threshold`` (one point is enough: a spike is one point), or
-   ``|u| >= warn_threshold`` on ``min_run`` consecutive points, or a two-sided CUSUM of
-   ``u`` (drift ``cusum_drift``, each step clipped to ``cusum_clip``) reaches
-   ``cusum_threshold``: persistent moderate errors, i.e. a level shift the model has not yet
-   re-anchored on, or a drift. No alert during the first ``warmup`` scored points of a
-   stream, nor for ``cooldown_points`` points after an episode resolved.
-5. An episode resolves after ``resolve_points`` consecutive calm points
+   the next one. Exceptions: warm-up (the prior may be far off for this stream), and an
+   episode that has lasted ``relearn_after`` points: then the "anomaly" is the new normal,
+   it is learnt, and the episode resolves.
+5. Alarm rules (Merlion's calibrated score + alarm rules): an episode opens on one point
+   with ``|u| >= open_threshold`` (a spike is one point), or on ``min_run`` consecutive
+   points with ``|u| >= run_threshold``, or when a two-sided CUSUM of ``u`` (allowance
+   ``cusum_drift``, each step clipped to ``cusum_clip``) reaches ``cusum_threshold``:
+   sustained moderate errors, e.g. a level shift the model has not re-anchored on yet.
+   Nothing opens during the first ``warmup`` scored points of a stream, nor for
+   ``cooldown_points`` points after an episode resolved.
+6. An episode resolves after ``resolve_points`` consecutive calm points
    (``|u| < resolve_threshold`` and CUSUM below half its threshold): hysteresis, one
-   ``open`` and one ``resolved`` event per episode, no alert storm in between.
-   Severity is ``critical`` if the opening point reached ``critical_threshold`` (or the
-   CUSUM twice its threshold), else ``warning``; the resolved event carries the peak.
+   ``open`` and one ``resolved`` event per episode, no alert storm in between. Severity is
+   ``critical`` when ``|u| >= critical_threshold`` (or the CUSUM reached twice its
+   threshold), else ``warning``; the resolved event carries the episode's peak.
 
-Why not telemanom's dynamic threshold as is: it picks epsilon = mean + z*std of smoothed
-errors by searching z over a *batch* of errors (and prunes afterwards), which needs the
-error history of every stream; here the same idea (threshold = location + k * spread of the
-stream's own errors, anomalies excluded from the spread) is kept as O(1) EWMA state per
-stream, and its error smoothing reappears as the CUSUM path for sustained deviations.
+Why the raw error and not ``norm_error`` (error / the window's ``error_scale``) as the
+per-point score: the window's spread is dominated by the signal's own cycle, not by its
+noise, so on a seasonal series the normalised error is heavy-tailed (its spread swings with
+the phase of the cycle) and a 12-sigma spike scored only ~4 per-stream sigmas (measured with
+persistence on a daily cycle), against ~8 on the raw error; a spike also inflates the
+spread of the next ``window`` windows and masks what follows, and a flat window sends it
+to ~1e6. ``norm_error`` is still what the calibration is expressed in (hence the prior) and
+what :class:`~streamer.pipeline.Scored` reports for the metrics.
+
+Why not telemanom's dynamic threshold as is: it picks epsilon = mean + z * std of smoothed
+errors by searching z over a *batch* of each stream's error history (then prunes); here the
+same idea (threshold = location + k * spread of the stream's own errors, anomalies excluded
+from the spread) is O(1) EWMA state per stream, and its error smoothing reappears as the
+run and CUSUM paths for sustained deviations.
 """
 
 from __future__ import annotations
@@ -83,33 +93,34 @@ class AnomalyConfig:
 
     warmup: int = 30  # scored points per stream before it may alert
     span: float = 300.0  # EWMA span (points) of the stream's error location and spread
-    prior_points: float = 20.0  # weight, in points, of the manifest calibration prior
-    warn_threshold: float = 5.0  # |u| at or above: anomalous (opens after min_run points)
-    critical_threshold: float = 8.0  # |u| at or above: opens at once, severity critical
-    min_run: int = 2  # consecutive points >= warn_threshold that open an episode
+    prior_points: float = 20.0  # weight, in points, of the calibration prior
+    open_threshold: float = 5.0  # |u| at or above on one point: opens
+    critical_threshold: float = 8.0  # |u| at or above: severity critical
+    run_threshold: float = 3.0  # |u| at or above: anomalous, does not teach
+    min_run: int = 3  # consecutive points >= run_threshold that open an episode
     cusum_drift: float = 1.0  # CUSUM allowance k (sigmas per point)
     cusum_clip: float = 4.0  # a single point adds at most this much to the CUSUM
     cusum_threshold: float = 10.0  # CUSUM h that opens an episode (sustained deviation)
-    resolve_threshold: float = 3.0  # |u| below: a calm point (hysteresis below warn)
+    resolve_threshold: float = 2.5  # |u| below: a calm point
     resolve_points: int = 5  # consecutive calm points that resolve an episode
     cooldown_points: int = 10  # points after a resolve during which nothing opens
     relearn_after: int = 200  # an episode this long teaches the statistics again
 
     def __post_init__(self) -> None:
         _non_negative_int(self, "warmup", "cooldown_points", "relearn_after")
-        _positive(self, "span", "prior_points", "warn_threshold", "critical_threshold")
-        _positive(self, "cusum_drift", "cusum_clip", "cusum_threshold", "resolve_threshold")
         _non_negative_int(self, "min_run", "resolve_points")
-        _positive(self, "min_run", "resolve_points")
-        if self.critical_threshold < self.warn_threshold:
+        _positive(self, "span", "prior_points", "open_threshold", "critical_threshold")
+        _positive(self, "run_threshold", "cusum_drift", "cusum_clip", "cusum_threshold")
+        _positive(self, "resolve_threshold", "min_run", "resolve_points")
+        if not self.resolve_threshold <= self.run_threshold <= self.open_threshold:
             raise ValueError(
-                "[detect.anomaly] critical_threshold must be >= warn_threshold "
-                f"({self.critical_threshold} < {self.warn_threshold})"
+                "[detect.anomaly] need resolve_threshold <= run_threshold <= open_threshold "
+                f"(got {self.resolve_threshold}, {self.run_threshold}, {self.open_threshold})"
             )
-        if self.resolve_threshold > self.warn_threshold:
+        if self.critical_threshold < self.open_threshold:
             raise ValueError(
-                "[detect.anomaly] resolve_threshold must be <= warn_threshold for hysteresis "
-                f"({self.resolve_threshold} > {self.warn_threshold})"
+                "[detect.anomaly] critical_threshold must be >= open_threshold "
+                f"({self.critical_threshold} < {self.open_threshold})"
             )
 
 
@@ -183,22 +194,25 @@ def step_episodes(
 ANOMALY_SPEC = {
     "n_seen": Column("int32"),  # scored points
     "n_taught": Column("int32"),  # points that updated mu/mad
-    "mu": Column("float64"),
-    "mad": Column("float64"),  # EWMA of |z - mu|; set from the calibration when a row opens
-    "run": Column("int32"),  # consecutive points >= warn_threshold
+    "mu": Column("float64"),  # EWMA of the raw error
+    "mad": Column("float64"),  # EWMA of |error - mu|
+    "run": Column("int32"),  # consecutive points >= run_threshold
     "gpos": Column("float64"),  # upper CUSUM of u
     "gneg": Column("float64"),  # lower CUSUM of u
     **EPISODE_SPEC,
 }
+SIGMA_EPS = 1e-9  # sigma floor relative to 1 + |predicted|: a constant stream stays finite
 
 
 @dataclass(frozen=True)
 class AnomalyStep:
-    """Per point of the round: ``score`` = |z - mu|, ``threshold`` = warn * sigma (both in
-    normalised units, before this point taught the statistics), and the transitions."""
+    """Per point of the round: ``score`` = |e - mu| and ``threshold`` = open_threshold *
+    sigma (raw units, before this point taught the statistics), ``u`` = the signed score in
+    sigmas, and the episode transitions."""
 
     score: np.ndarray
     threshold: np.ndarray
+    u: np.ndarray
     transitions: Transitions
 
 
@@ -208,31 +222,42 @@ class AnomalyDetector:
     def __init__(self, cfg: AnomalyConfig, calibration: Calibration, capacity: int) -> None:
         self.cfg = cfg
         self.alpha = 2.0 / (cfg.span + 1.0)
-        self.mad0 = calibration_sigma(calibration) / SQRT_HALF_PI
+        self.set_calibration(calibration)
         self.table = StateTable(ANOMALY_SPEC, capacity)
 
-    def init_rows(self, rows: IntArray) -> None:
-        """State of brand-new streams: the calibration prior."""
-        self.table.reset(rows)
-        self.table["mad"][rows] = self.mad0
+    def set_calibration(self, calibration: Calibration) -> None:
+        """Prior for streams not scored yet (e.g. a hot-reloaded model's calibration)."""
+        self.mad0 = calibration_sigma(calibration) / SQRT_HALF_PI  # normalised units
 
-    def update(self, rows: IntArray, z: np.ndarray, ts_ms: np.ndarray) -> AnomalyStep:
-        """Score one finite ``z`` per distinct row, then learn from it (unless protected)."""
+    def init_rows(self, rows: IntArray) -> None:
+        self.table.reset(rows)
+
+    def update(
+        self,
+        rows: IntArray,
+        error: np.ndarray,
+        scale: np.ndarray,
+        predicted: np.ndarray,
+        ts_ms: np.ndarray,
+    ) -> AnomalyStep:
+        """Score one finite raw ``error`` per distinct row, then learn from it (unless
+        protected). ``scale`` is the window's error_scale (for the prior of a new stream)."""
         c, t = self.cfg, self.table
-        mu, mad = t["mu"][rows], t["mad"][rows]
-        sigma = np.maximum(mad * SQRT_HALF_PI, 1e-12)
-        dev = z - mu
+        n_seen = t["n_seen"][rows] + 1
+        mu = t["mu"][rows]
+        mad = np.where(n_seen == 1, self.mad0 * scale, t["mad"][rows])
+        sigma = np.maximum(mad * SQRT_HALF_PI, SIGMA_EPS * (1.0 + np.abs(predicted)))
+        dev = error - mu
         u = dev / sigma
         a = np.abs(u)
-        n_seen = t["n_seen"][rows] + 1
         armed = n_seen > c.warmup
-        hot = a >= c.warn_threshold
+        hot = a >= c.run_threshold
         run = np.where(hot, t["run"][rows] + 1, 0)
         uc = np.clip(u, -c.cusum_clip, c.cusum_clip)
         gpos = np.where(armed, np.maximum(0.0, t["gpos"][rows] + uc - c.cusum_drift), 0.0)
         gneg = np.where(armed, np.maximum(0.0, t["gneg"][rows] - uc - c.cusum_drift), 0.0)
         g = np.maximum(gpos, gneg)
-        trigger = (a >= c.critical_threshold) | (run >= c.min_run) | (g >= c.cusum_threshold)
+        trigger = (a >= c.open_threshold) | (run >= c.min_run) | (g >= c.cusum_threshold)
         critical = (a >= c.critical_threshold) | (g >= 2 * c.cusum_threshold)
         calm = (a < c.resolve_threshold) & (g < c.cusum_threshold / 2)
         tr = step_episodes(
@@ -252,11 +277,8 @@ class AnomalyDetector:
         # A fresh episode keeps its CUSUM (it is the evidence); a resolved one starts over.
         t["gpos"][rows] = np.where(tr.resolved, 0.0, gpos)
         t["gneg"][rows] = np.where(tr.resolved, 0.0, gneg)
-        return AnomalyStep(np.abs(dev), c.warn_threshold * sigma, tr)
+        return AnomalyStep(np.abs(dev), c.open_threshold * sigma, u, tr)
 
     def sigma(self, rows: IntArray) -> np.ndarray:
+        """The stream's current error spread (raw units)."""
         return self.table["mad"][rows] * SQRT_HALF_PI
-
-    def set_calibration(self, calibration: Calibration) -> None:
-        """Prior for streams that appear from now on (a hot-reloaded model's calibration)."""
-        self.mad0 = calibration_sigma(calibration) / SQRT_HALF_PI

@@ -87,8 +87,8 @@ class Scored:
     norm_error: np.ndarray  # error / error_scale(window)
     next_predicted: dict[str, float]  # touched stream -> forecast of its next point
     band: dict[str, tuple[float, float]] = field(default_factory=dict)  # next-value range
-    score: np.ndarray | None = None  # anomaly score |z - mu| (normalised units)
-    threshold: np.ndarray | None = None  # the stream's adaptive threshold at that point
+    score: np.ndarray | None = None  # anomaly score |error - mu| (raw units), nan if unscored
+    threshold: np.ndarray | None = None  # the stream's adaptive threshold (raw units)
 
 
 @dataclass(frozen=True)
@@ -317,7 +317,7 @@ class Pipeline:
         self.state["pred_scale"][g_rows[made]] = scales[src[made]]
         self.state["has_pred"][g_rows[made]] = True
         score, thr, events = self._detect(points.streams, s_idx, s_row, s_round, ts_all,
-                                          actual, predicted, error, z, s_prev)  # fmt: skip
+                                          actual, predicted, error, scale, s_prev)  # fmt: skip
         touched = g_rows[self.state["has_pred"][g_rows]]
         nxt = self.state["pred"][touched]
         lo, hi = self.volatility.band(touched, nxt)
@@ -337,13 +337,13 @@ class Pipeline:
     def _detect(
         self, streams: list[str], idx: np.ndarray, rows: np.ndarray, rounds: np.ndarray,
         ts_all: np.ndarray, actual: np.ndarray, predicted: np.ndarray, error: np.ndarray,
-        z: np.ndarray, prev: np.ndarray,
+        scale: np.ndarray, prev: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, list[Event]]:  # fmt: skip
         """Run both detectors round by round over the scored points (finite ones only)."""
         score = np.full(len(idx), np.nan)
         thr = np.full(len(idx), np.nan)
         events: list[Event] = []
-        fin = np.flatnonzero(np.isfinite(z) & np.isfinite(error))
+        fin = np.flatnonzero(np.isfinite(error) & np.isfinite(scale))
         if not fin.size:
             return score, thr, events
         fin = fin[np.argsort(rounds[fin], kind="stable")]
@@ -351,7 +351,7 @@ class Pipeline:
         for a, b in itertools.pairwise(cuts):
             j = fin[a:b]
             rr, ts = rows[j], ts_all[idx[j]]
-            an = self.anomaly.update(rr, z[j], ts)
+            an = self.anomaly.update(rr, error[j], scale[j], predicted[j], ts)
             vo = self.volatility.update(rr, error[j], actual[j] - prev[j], ts)
             score[j], thr[j] = an.score, an.threshold
             for kind, step in (("anomaly", an), ("volatility", vo)):
