@@ -92,7 +92,7 @@ def test_streams_go_to_the_first_matching_route(tmp_path: Path) -> None:
 
 def test_a_refused_model_at_start_names_the_route(tmp_path: Path) -> None:
     (tmp_path / "bad.onnx").write_bytes(b"garbage")
-    with pytest.raises(mf.ManifestError, match="route 'db'.*not a valid ONNX"):
+    with pytest.raises(mf.ManifestError, match=r"route 'db'.*not a valid ONNX"):
         router(tmp_path, routes=(RouteConfig("db", ("db*",), tmp_path / "bad.onnx"),))
 
 
