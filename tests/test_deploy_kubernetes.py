@@ -252,3 +252,28 @@ def test_training_job_renders_validates_and_its_config_parses(tmp_path: Path) ->
     assert cfg.data.parent == Path("/data") and cfg.output.parent == Path("/out")
     assert cfg.artifacts.parent == Path("/out")
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+@pytest.mark.slow
+def test_committed_servicemonitor_schema_is_reproducible_from_the_registry_package(
+    tmp_path: Path,
+) -> None:
+    # A throw-away venv: the package's pytest plugin must never enter the project's .venv.
+    venv = tmp_path / "crd"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=60)
+    py = str(venv / "bin" / "python")
+    pkg = "cloudcoil-models-prometheus-operator==0.80.1.0"
+    res = subprocess.run(
+        [py, "-m", "pip", "install", "-q", "--disable-pip-version-check", pkg],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "derived.json"
+    derive = K8S_DIR / "schemas" / "derive.py"
+    subprocess.run([py, str(derive), str(out)], check=True, timeout=60, capture_output=True)
+    committed = (
+        K8S_DIR / "schemas" / f"{CUSTOM[('monitoring.coreos.com/v1', 'ServiceMonitor')]}.json"
+    )
+    assert out.read_text() == committed.read_text(), "re-run deploy/kubernetes/schemas/derive.py"

@@ -16,6 +16,7 @@ tests/test_deploy_kubernetes.py validates servicemonitor.yaml against the result
 from __future__ import annotations
 
 import json
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -24,10 +25,11 @@ from cloudcoil.models.prometheus_operator.v1 import ServiceMonitor
 OUT = Path(__file__).resolve().parent / "servicemonitor-monitoring.coreos.com-v1.json"
 
 if __name__ == "__main__":
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else OUT  # another path: compare, don't touch
     schema = ServiceMonitor.model_json_schema(by_alias=True)
     schema["$comment"] = (
         "derived by deploy/kubernetes/schemas/derive.py from cloudcoil-models-prometheus-operator "
         + version("cloudcoil-models-prometheus-operator")
     )
-    OUT.write_text(json.dumps(schema, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
+    out.write_text(json.dumps(schema, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {out} ({out.stat().st_size} bytes)")
