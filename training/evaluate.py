@@ -118,6 +118,7 @@ def evaluate(config: str | Path | TrainingConfig, plots: bool = True) -> dict[st
     }
     report["modes"] = _modes(model, streams[0].values, ws.ranges[0], cfg, report, plots)
     cfg.artifacts.mkdir(parents=True, exist_ok=True)
+    report["report_path"] = str(cfg.artifacts / "report.json")
     (cfg.artifacts / "report.json").write_text(json.dumps(report, indent=2))
     return report
 
@@ -197,5 +198,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  skill {t['skill']:.4f}: {report['verdict']}")
     for name, mode in report["modes"].items():
         print(f"  {name:15} RMSE {mode['rmse']:.6g} over {mode['points']} points")
-    print(f"report: {Path(report['model']['path']).name} -> {json.dumps(report.get('plots', []))}")
+    print(f"report: {report['report_path']}")
+    for plot in report.get("plots", []):
+        print(f"plot:   {plot}")
     return 0

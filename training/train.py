@@ -230,10 +230,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from training.data import DataError
+    from training.export import ExportError
 
     try:
         summary = train(args.config)
-    except (config_mod.ConfigError, DataError) as exc:
+    except (config_mod.ConfigError, DataError, ExportError) as exc:
         print(f"lstmad train: {exc}", file=sys.stderr)
         return 2
     t = summary["metrics"]["test"]
@@ -246,5 +247,8 @@ def run(args: argparse.Namespace) -> int:
         f"test RMSE model {t['model']['rmse']:.6g} vs naive {t['naive']['rmse']:.6g}: "
         f"skill {t['skill']:.4f}, the model {verdict} naive persistence"
     )
+    if "stateful_export" in summary:
+        st = summary["stateful_export"]
+        print(f"wrote {st['path']} (stateful, parity {st['parity_relative']:.2e})")
     print(f"fit {summary['fit_seconds']} s, {summary['epochs_run']} epochs")
     return 0
