@@ -36,6 +36,7 @@ from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from tests.test_deploy_grafana import dashboard_queries, variable_queries
+from tests.test_deploy_systemd import deny_write_execute
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prometheus, pytest.mark.slow]
 
@@ -234,8 +235,13 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     lstmad = str(Path(sys.executable).with_name("lstmad"))
     cfg = write_config(tmp, kafka_bootstrap, topics)
     with log.open("wb") as out:
+        # Under the unit's MemoryDenyWriteExecute (as the kernel's PR_SET_MDWE).
         daemon = subprocess.Popen(
-            [lstmad, "serve", "--config", str(cfg)], env=env, stdout=out, stderr=out
+            [lstmad, "serve", "--config", str(cfg)],
+            env=env,
+            stdout=out,
+            stderr=out,
+            preexec_fn=deny_write_execute,
         )
     prom_port = free_port()
     prom_log = (tmp / "prometheus.log").open("wb")

@@ -7,6 +7,7 @@ only that path is replaced by this checkout's console script. Nothing else is ch
 
 from __future__ import annotations
 
+import ctypes
 import re
 import shutil
 import subprocess
@@ -137,16 +138,19 @@ def test_env_example_port_is_the_config_default() -> None:
     assert f"LSTMAD_METRICS_PORT={MetricsConfig().port}" in ENV_EXAMPLE.read_text()
 
 
-def _deny_write_execute() -> None:
-    """PR_SET_MDWE: the kernel's form of MemoryDenyWriteExecute=yes (Linux >= 6.3)."""
-    import ctypes
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: preexec_fn must not import
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+
+def deny_write_execute() -> None:
+    """PR_SET_MDWE: the kernel's form of MemoryDenyWriteExecute=yes (Linux >= 6.3).
+
+    Runs in the forked child (``preexec_fn``), so it only calls into an already loaded libc.
+    """
+    if _LIBC.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_MDWE) failed: kernel older than 6.3?")
 
 
-def test_daemon_start_up_works_under_memory_deny_write_execute(tmp_path: Path) -> None:
+def test_daemon_start_up_works_under_memorydeny_write_execute(tmp_path: Path) -> None:
     # The unit sets MemoryDenyWriteExecute=yes; ONNX Runtime and numpy must live with it.
     # `serve --check` loads the config and runs every model's probe batch, without Kafka.
     assert unit_settings(UNIT.read_text())["MemoryDenyWriteExecute"] == ["yes"]
@@ -158,7 +162,7 @@ def test_daemon_start_up_works_under_memory_deny_write_execute(tmp_path: Path) -
         capture_output=True,
         text=True,
         timeout=60,
-        preexec_fn=_deny_write_execute,
+        preexec_fn=deny_write_execute,
         check=False,
     )
     assert res.returncode == 0, res.stdout + res.stderr
@@ -167,6 +171,6 @@ def test_daemon_start_up_works_under_memory_deny_write_execute(tmp_path: Path) -
     wx = "import mmap; mmap.mmap(-1, 4096, prot=7)"  # PROT_READ | PROT_WRITE | PROT_EXEC
     ctl = subprocess.run(
         [sys.executable, "-c", wx], capture_output=True, text=True, timeout=30,
-        preexec_fn=_deny_write_execute, check=False,
+        preexec_fn=deny_write_execute, check=False,
     )  # fmt: skip
     assert ctl.returncode != 0 and "PermissionError" in ctl.stderr
