@@ -1,7 +1,9 @@
 """``lstmad serve``: load and validate everything, then run the daemon until a signal.
 
 Start-up order: config (exit 2 on error), logs, metrics registry, models (exit 2 if one is
-refused), HTTP port, Kafka clients, loop. Signals: the first SIGTERM or SIGINT asks the loop
+refused), HTTP port, a Kafka preflight (``streamer.preflight``: wrong credentials or an
+untrusted certificate exit 2 at once; a broker that is down is left to the loop's retries),
+Kafka clients, loop. Signals: the first SIGTERM or SIGINT asks the loop
 to stop after the batch in hand (delivered and committed, then exit 0) and arms a hard
 deadline of ``[kafka] shutdown_timeout_s``; a second one exits at once (code 130 or 143).
 SIGHUP asks for a model reload check.
@@ -20,11 +22,12 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry
 
+from streamer import preflight
 from streamer.config import Config
 from streamer.daemon import Daemon
 from streamer.decode import Limits
 from streamer.http import Health, HttpServer
-from streamer.kafka_io import KafkaIO
+from streamer.kafka_io import KafkaIO, client_options
 from streamer.manifest import ManifestError
 from streamer.metrics import Metrics
 from streamer.routing import Router
@@ -32,6 +35,7 @@ from streamer.scoring import Scorer
 from streamer.sdnotify import SdNotify
 
 EXIT_CONFIG = 2
+PREFLIGHT_S = 10.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -129,6 +133,14 @@ def run(args: argparse.Namespace) -> int:
         log.error("model refused at start-up", extra={"fields": {"error": str(exc)}})
         return EXIT_CONFIG
     log.info("http listening", extra={"fields": {"url": svc.metrics_url}})
+    try:  # wrong credentials or an untrusted CA end here, before any retry loop
+        preflight.check(client_options(cfg.kafka), timeout_s=PREFLIGHT_S)
+    except preflight.FatalKafkaError as exc:
+        log.error("kafka refused the connection", extra={"fields": {"error": str(exc)}})
+        svc.http.stop()
+        return EXIT_CONFIG
+    except preflight.BrokerUnavailable as exc:  # down, not misconfigured: the loop retries
+        log.warning("no broker answered yet", extra={"fields": {"error": str(exc)}})
     _install_signals(svc.daemon, svc.router, cfg.kafka.shutdown_timeout_s)
     try:
         return svc.daemon.run()

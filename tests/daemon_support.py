@@ -232,9 +232,13 @@ class DaemonProcess:
 
 
 @contextmanager
-def daemon(config: Path, port: int, log: Path) -> Iterator[DaemonProcess]:
+def daemon(
+    config: Path, port: int, log: Path, env_extra: dict[str, str] | None = None
+) -> Iterator[DaemonProcess]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LSTMAD_")}
-    env.pop("NOTIFY_SOCKET", None)
+    for k in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+        env.pop(k, None)
+    env.update(env_extra or {})
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamer", "serve", "--config", str(config)],
