@@ -12,6 +12,7 @@ what the network outputs before the anchoring layer adds it back to the last val
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -121,9 +122,14 @@ def tf_dataset(
         tf.TensorSpec((None, cfg.window, f), tf.float32),
         tf.TensorSpec((None, 1), tf.float32),
     )
-    ds = tf.data.Dataset.from_generator(
-        lambda: random_batches(ws, cfg, diff_scale, seed), output_signature=sig
-    )
+    # If the dataset is iterated again (a new epoch iterator), continue with fresh draws rather
+    # than replaying the same batches: iteration k draws from seed + 1_000_003 * k.
+    runs = itertools.count()
+
+    def gen() -> Iterator[tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]]:
+        return random_batches(ws, cfg, diff_scale, seed + 1_000_003 * next(runs))
+
+    ds = tf.data.Dataset.from_generator(gen, output_signature=sig)
     return ds.prefetch(2)
 
 
