@@ -22,12 +22,18 @@ What it computes per stream and point, from the raw error ``e = actual - predict
    episode that has lasted ``relearn_after`` points: then the "anomaly" is the new normal,
    it is learnt, and the episode resolves.
 5. Alarm rules (Merlion's calibrated score + alarm rules): an episode opens on one point
-   with ``|u| >= open_threshold`` (a spike is one point), or on ``min_run`` consecutive
+   with ``|u| >= open_threshold`` (a spike is one point), or on two consecutive points with
+   ``u1^2 + u2^2 >= open_threshold^2`` (a spike against an anchored forecast errs twice,
+   up then down: the same false-alarm rate for Gaussian errors, chi-square with 2 degrees
+   of freedom, catches the smaller spikes), or on ``min_run`` consecutive
    points with ``|u| >= run_threshold``, or when a two-sided CUSUM of ``u`` (allowance
    ``cusum_drift``, each step clipped to ``cusum_clip``) reaches ``cusum_threshold``:
    sustained moderate errors, e.g. a level shift the model has not re-anchored on yet.
    Nothing opens during the first ``warmup`` scored points of a stream, nor for
-   ``cooldown_points`` points after an episode resolved.
+   ``cooldown_points`` points after an episode resolved, nor while the volatility detector
+   has a *collapse* episode open on the stream (flat-line, drop-out to a constant): its
+   errors are then ~0 and must not shrink the spread, and the jump when the signal comes
+   back is the end of that incident, already alerted, not a new one.
 6. An episode resolves after ``resolve_points`` consecutive calm points
    (``|u| < resolve_threshold`` and CUSUM below half its threshold): hysteresis, one
    ``open`` and one ``resolved`` event per episode, no alert storm in between. Severity is
@@ -197,6 +203,7 @@ ANOMALY_SPEC = {
     "mu": Column("float64"),  # EWMA of the raw error
     "mad": Column("float64"),  # EWMA of |error - mu|
     "run": Column("int32"),  # consecutive points >= run_threshold
+    "u_prev": Column("float64"),  # the previous point's u (0 when it could not alert)
     "gpos": Column("float64"),  # upper CUSUM of u
     "gneg": Column("float64"),  # lower CUSUM of u
     **EPISODE_SPEC,
@@ -239,9 +246,11 @@ class AnomalyDetector:
         scale: np.ndarray,
         predicted: np.ndarray,
         ts_ms: np.ndarray,
+        quiet: np.ndarray,
     ) -> AnomalyStep:
         """Score one finite raw ``error`` per distinct row, then learn from it (unless
-        protected). ``scale`` is the window's error_scale (for the prior of a new stream)."""
+        protected). ``scale`` is the window's error_scale (for the prior of a new stream);
+        ``quiet`` rows (the stream is flat-lined, see the pipeline) neither open nor learn."""
         c, t = self.cfg, self.table
         n_seen = t["n_seen"][rows] + 1
         mu = t["mu"][rows]
@@ -250,14 +259,16 @@ class AnomalyDetector:
         dev = error - mu
         u = dev / sigma
         a = np.abs(u)
-        armed = n_seen > c.warmup
+        warm = n_seen > c.warmup
+        armed = warm & ~quiet
         hot = a >= c.run_threshold
         run = np.where(hot, t["run"][rows] + 1, 0)
         uc = np.clip(u, -c.cusum_clip, c.cusum_clip)
         gpos = np.where(armed, np.maximum(0.0, t["gpos"][rows] + uc - c.cusum_drift), 0.0)
         gneg = np.where(armed, np.maximum(0.0, t["gneg"][rows] - uc - c.cusum_drift), 0.0)
         g = np.maximum(gpos, gneg)
-        trigger = (a >= c.open_threshold) | (run >= c.min_run) | (g >= c.cusum_threshold)
+        pair = t["u_prev"][rows] ** 2 + u**2 >= c.open_threshold**2
+        trigger = (a >= c.open_threshold) | pair | (run >= c.min_run) | (g >= c.cusum_threshold)
         critical = (a >= c.critical_threshold) | (g >= 2 * c.cusum_threshold)
         calm = (a < c.resolve_threshold) & (g < c.cusum_threshold / 2)
         tr = step_episodes(
@@ -266,7 +277,7 @@ class AnomalyDetector:
         # Protection: anomalous points do not teach, except during warm-up (the prior may be
         # far off for this stream) or when an episode has gone on so long that the "anomaly"
         # is the new normal.
-        teach = ~hot | ~armed | (t["ep_len"][rows] > c.relearn_after)
+        teach = (~hot | ~warm | (t["ep_len"][rows] > c.relearn_after)) & ~quiet
         n_taught = t["n_taught"][rows] + teach
         alpha = np.maximum(self.alpha, 1.0 / (n_taught + c.prior_points))
         t["mu"][rows] = np.where(teach, mu + alpha * dev, mu)
@@ -274,6 +285,7 @@ class AnomalyDetector:
         t["n_taught"][rows] = n_taught
         t["n_seen"][rows] = n_seen
         t["run"][rows] = np.where(tr.opened | tr.resolved, 0, run)
+        t["u_prev"][rows] = np.where(armed & ~tr.opened, u, 0.0)
         # A fresh episode keeps its CUSUM (it is the evidence); a resolved one starts over.
         t["gpos"][rows] = np.where(tr.resolved, 0.0, gpos)
         t["gneg"][rows] = np.where(tr.resolved, 0.0, gneg)

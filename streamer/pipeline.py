@@ -351,7 +351,8 @@ class Pipeline:
         for a, b in itertools.pairwise(cuts):
             j = fin[a:b]
             rr, ts = rows[j], ts_all[idx[j]]
-            an = self.anomaly.update(rr, error[j], scale[j], predicted[j], ts)
+            quiet = self.volatility.collapsed(rr)
+            an = self.anomaly.update(rr, error[j], scale[j], predicted[j], ts, quiet)
             vo = self.volatility.update(rr, error[j], actual[j] - prev[j], ts)
             score[j], thr[j] = an.score, an.threshold
             for kind, step in (("anomaly", an), ("volatility", vo)):

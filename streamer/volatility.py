@@ -96,6 +96,7 @@ VOLATILITY_SPEC = {
     "s_dv": Column("float64"),  # short EWMA of |x_t - x_{t-1}| (clipped)
     "l_dv": Column("float64"),  # long EWMA of |x_t - x_{t-1}|
     "run": Column("int32"),  # consecutive regime points
+    "collapse": Column("bool"),  # the open episode is a collapse (ratio <= collapse_ratio)
     **EPISODE_SPEC,
 }
 
@@ -163,9 +164,14 @@ class VolatilityDetector:
             c.resolve_points, c.cooldown_points,
         )  # fmt: skip
         t["run"][rows] = np.where(tr.opened | tr.resolved, 0, run)
+        t["collapse"][rows] = np.where(tr.opened, ~burst, t["collapse"][rows] & t["open"][rows])
         t["n_seen"][rows] = n
         threshold = np.where(r >= 1.0, c.burst_ratio, 1.0 / c.collapse_ratio)
         return VolatilityStep(fold, threshold, tr)
+
+    def collapsed(self, rows: IntArray) -> np.ndarray:
+        """Rows with an open collapse episode (flat-line / drop-out to a constant)."""
+        return self.table["open"][rows] & self.table["collapse"][rows]
 
     def sigma(self, rows: IntArray) -> np.ndarray:
         """Recent error scale (raw units): sqrt(pi/2) * short EWMA of |error|."""
