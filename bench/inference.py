@@ -6,7 +6,9 @@ thread count everywhere (default 1, the daemon's default):
 
 - ``keras_predict``: one ``model.predict`` call per window, how the reference material serves;
 - ``ort_per_point``: one ``session.run`` per window, the window sliced from a series each time;
-- ``ort_batch_B``: one ``session.run`` per batch of B windows, B in 1, 8, 64, 512, 4096.
+- ``ort_batch_B``: one ``session.run`` per batch of B windows, B in 1, 8, 64, 512, 4096;
+- ``ort_stateful_batch_B``: where a stateful single-step export exists, one ``session.run``
+  advancing B streams by one point (O(1) work per point instead of O(window)).
 
 Every figure is a per-point throughput (windows per second); ratios are against per-point
 Keras. Target (issue 7): batched ORT >= 300x per-point Keras predict, reference architecture.
@@ -100,7 +102,41 @@ def default_model_rates(path: Path, threads: int, budget_s: float) -> dict[str, 
     return _ort_rates(m.predict, windows, budget_s)
 
 
-def run_bench(threads: int = 1, budget_s: float = 2.0, model: Path = DEFAULT_MODEL) -> int:
+def stateful_rates(path: Path, threads: int, budget_s: float) -> dict[str, float]:
+    """Per-point throughput of a stateful single-step export (``training.stateful``): one
+    ``session.run`` advances B streams by one point, its ``*_next`` outputs fed back as state.
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = threads
+    session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    outputs = [o.name for o in session.get_outputs()]
+    loop = {f"{name}_next": name for name in inputs if f"{name}_next" in outputs}
+    rates: dict[str, float] = {}
+    for b in BATCHES:
+        feeds = {
+            name: np.ones((b, int(shape[-1])), np.float32) * (0.0 if name in loop.values() else 1)
+            for name, shape in inputs.items()
+        }
+
+        def step(feeds: dict[str, np.ndarray] = feeds) -> None:
+            for name, value in zip(outputs, session.run(outputs, feeds), strict=True):
+                if name in loop:
+                    feeds[loop[name]] = value
+
+        rates[f"ort_stateful_batch_{b}"] = b / measure(step, 2, budget_s).per_call
+    return rates
+
+
+def run_bench(
+    threads: int = 1,
+    budget_s: float = 2.0,
+    model: Path = DEFAULT_MODEL,
+    stateful: Path | None = None,
+) -> int:
     figures: list[report.Figure] = []
     details: dict[str, Any] = {"threads": threads, "budget_s": budget_s, "batches": BATCHES}
     rates = reference_rates(threads, budget_s)
@@ -138,9 +174,25 @@ def run_bench(threads: int = 1, budget_s: float = 2.0, model: Path = DEFAULT_MOD
     else:
         details["default_model"] = f"{model} not found: run `lstmad train` first"
         print(f"note: {model} not found; only the reference architecture was measured")
+    stateful = stateful or _stateful_next_to(model)
+    if stateful is not None:
+        srates = stateful_rates(stateful, threads, budget_s)
+        details["stateful"] = {"path": str(stateful), **srates}
+        for name, rate in srates.items():
+            figures.append(report.figure("inference", f"{name}", rate, "points/s", COMMAND))
+            figures.append(
+                report.figure("inference", f"{name} / ref keras", rate / keras, "x", COMMAND)
+            )
+    else:
+        details["stateful"] = "no stateful export (training mode = 'stateful' writes one)"
     report.print_table(figures)
     print(f"results -> {report.write_results('inference', figures, details)}")
     return 0
+
+
+def _stateful_next_to(model: Path) -> Path | None:
+    p = model.with_name(model.stem + ".stateful.onnx")
+    return p if p.exists() else None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -149,7 +201,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--budget", type=float, default=2.0, help="seconds of measurement per figure"
     )
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="lstmad model file")
+    parser.add_argument(
+        "--stateful",
+        type=Path,
+        help="stateful single-step export (default: <model>.stateful.onnx if it exists)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_bench(args.threads, args.budget, args.model)
+    return run_bench(args.threads, args.budget, args.model, args.stateful)
