@@ -18,72 +18,20 @@ import dataclasses
 import os
 import re
 import tomllib
-import types
-import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streamer.kafka_config import KafkaConfig
 from streamer.metrics import MAX_LABELLED_STREAMS
+from streamer.tables import ConfigError, build
+
+__all__ = ["Config", "ConfigError", "KafkaConfig", "build", "from_dict", "load", "redacted"]
 
 PACKAGE_MODEL = Path(__file__).resolve().parent / "models" / "default.onnx"
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-
-class ConfigError(ValueError):
-    """The configuration cannot be used; the message names the key and says how to fix it."""
-
-
-@dataclass(frozen=True)
-class KafkaConfig:
-    bootstrap_servers: tuple[str, ...] = ("127.0.0.1:9092",)
-    input_topic: str = "metrics"
-    alert_topic: str = "alerts"
-    dlq_topic: str = "metrics.dlq"
-    predictions_topic: str = ""  # empty: no predictions topic
-    group_id: str = "lstmad"
-    client_id: str = "lstmad"
-    auto_offset_reset: str = "earliest"  # where a group with no committed offset starts
-    poll_timeout_ms: int = 200  # one loop iteration waits at most this long for messages
-    max_poll_records: int = 5000  # upper bound of one batch (one inference call per route)
-    session_timeout_ms: int = 10_000
-    heartbeat_interval_ms: int = 3_000
-    max_poll_interval_ms: int = 300_000
-    request_timeout_ms: int = 30_000
-    flush_timeout_s: float = 30.0  # waiting for the broker's acks of one batch's outputs
-    shutdown_timeout_s: float = 20.0  # SIGTERM to exit, hard bound
-    max_message_bytes: int = 65_536  # larger input messages are dead-lettered as too_large
-    max_age_s: float = 30 * 86_400.0  # points older than now - max_age_s are refused; 0: off
-    max_ahead_s: float = 300.0  # points newer than now + max_ahead_s are refused
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str = ""
-    sasl_username: str = ""
-    sasl_password: str = field(default="", repr=False)
-    ssl_cafile: str = ""
-    ssl_certfile: str = ""
-    ssl_keyfile: str = ""
-    ssl_password: str = field(default="", repr=False)
-    ssl_check_hostname: bool = True
-
-    def security_options(self) -> dict[str, Any]:
-        """kafka-python keyword arguments for authentication and TLS (only those set)."""
-        opts: dict[str, Any] = {"security_protocol": self.security_protocol}
-        if self.security_protocol.startswith("SASL_"):
-            opts |= {
-                "sasl_mechanism": self.sasl_mechanism,
-                "sasl_plain_username": self.sasl_username,
-                "sasl_plain_password": self.sasl_password,
-            }
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            opts["ssl_check_hostname"] = self.ssl_check_hostname
-            for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password"):
-                if getattr(self, key):
-                    opts[key] = getattr(self, key)
-        return opts
 
 
 @dataclass(frozen=True)
@@ -159,83 +107,6 @@ ENV: dict[str, tuple[str, str]] = {
 SECRETS = frozenset({"sasl_password", "ssl_password"})
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Check ``value`` against a field's type hint; lists become tuples, ints widen to float."""
-    origin = typing.get_origin(hint)
-    if hint is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        options = [a for a in typing.get_args(hint) if a is not type(None)]
-        if value is None and len(options) < len(typing.get_args(hint)):
-            return None
-        return _coerce(value, options[0], where)
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where} must be a list, got {type(value).__name__}")
-        inner = typing.get_args(hint)[0]
-        return tuple(_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin is typing.Literal:
-        if value not in typing.get_args(hint):
-            raise ConfigError(f"{where} must be one of {typing.get_args(hint)}, got {value!r}")
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
-        return value
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
-        return value
-    if hint is Path:
-        if not isinstance(value, str | Path):
-            raise ConfigError(f"{where} must be a path string, got {value!r}")
-        return Path(value)
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a table, got {type(value).__name__}")
-        return build(hint, value, where)  # type: ignore[arg-type]
-    return value
-
-
-def build(cls: type, table: Mapping[str, Any], where: str) -> Any:
-    """Build dataclass ``cls`` from a TOML table: unknown keys are refused, types are checked.
-
-    Nested dataclass fields (``[detect.anomaly]``) are built recursively. The dataclass's own
-    ``__post_init__`` validation errors are re-raised as :class:`ConfigError` with the section.
-    """
-    hints = _hints(cls)
-    known = [f.name for f in dataclasses.fields(cls) if f.init]
-    unknown = sorted(set(table) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"[{where}] has unknown key {unknown[0]!r}; known keys: {', '.join(known)}"
-        )
-    kwargs = {
-        k: build(hints[k], v, f"{where}.{k}")
-        if dataclasses.is_dataclass(hints[k]) and isinstance(v, dict)
-        else _coerce(v, hints[k], f"[{where}] {k}")
-        for k, v in table.items()
-    }
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"[{where}] {exc}") from exc
-
-
 def _detect_classes() -> type:
     from streamer import pipeline
 
@@ -291,56 +162,6 @@ def _routes(raw: Any, base: Path) -> tuple[RouteConfig, ...]:
         names.add(r.name)
         routes.append(dataclasses.replace(r, path=_resolve(r.path, base)))
     return tuple(routes)
-
-
-def _check_kafka(k: KafkaConfig) -> None:
-    if not k.bootstrap_servers:
-        raise ConfigError("[kafka] bootstrap_servers is empty; set it or LSTMAD_BOOTSTRAP_SERVERS")
-    for key in ("input_topic", "alert_topic", "dlq_topic", "group_id"):
-        if not getattr(k, key):
-            raise ConfigError(f"[kafka] {key} must not be empty")
-    outs = {"alert_topic": k.alert_topic, "dlq_topic": k.dlq_topic}
-    if k.predictions_topic:
-        outs["predictions_topic"] = k.predictions_topic
-    for key, topic in outs.items():
-        if topic == k.input_topic:
-            raise ConfigError(f"[kafka] {key} equals input_topic {topic!r}: outputs would loop")
-    if len(set(outs.values())) != len(outs):
-        raise ConfigError(f"[kafka] output topics must differ, got {outs}")
-    if k.auto_offset_reset not in ("earliest", "latest"):
-        raise ConfigError("[kafka] auto_offset_reset must be 'earliest' or 'latest'")
-    if k.security_protocol not in SECURITY_PROTOCOLS:
-        raise ConfigError(f"[kafka] security_protocol must be one of {SECURITY_PROTOCOLS}")
-    sasl = k.security_protocol.startswith("SASL_")
-    if sasl and k.sasl_mechanism not in SASL_MECHANISMS:
-        raise ConfigError(
-            f"[kafka] security_protocol {k.security_protocol} needs sasl_mechanism, "
-            f"one of {SASL_MECHANISMS}"
-        )
-    if sasl and not (k.sasl_username and k.sasl_password):
-        raise ConfigError(
-            "[kafka] SASL needs sasl_username and sasl_password "
-            "(or LSTMAD_SASL_USERNAME and LSTMAD_SASL_PASSWORD[_FILE])"
-        )
-    if not sasl and (k.sasl_mechanism or k.sasl_username or k.sasl_password):
-        raise ConfigError(
-            "[kafka] sasl_* is set but security_protocol is "
-            f"{k.security_protocol}; use SASL_PLAINTEXT or SASL_SSL"
-        )
-    tls_keys = [x for x in ("ssl_cafile", "ssl_certfile", "ssl_keyfile") if getattr(k, x)]
-    if tls_keys and k.security_protocol not in ("SSL", "SASL_SSL"):
-        raise ConfigError(
-            f"[kafka] {tls_keys[0]} is set but security_protocol is "
-            f"{k.security_protocol}; use SSL or SASL_SSL"
-        )
-    positive = ("poll_timeout_ms", "max_poll_records", "max_message_bytes", "flush_timeout_s")
-    for key in (*positive, "shutdown_timeout_s"):
-        if getattr(k, key) <= 0:
-            raise ConfigError(f"[kafka] {key} must be > 0, got {getattr(k, key)}")
-    if k.max_age_s < 0 or k.max_ahead_s < 0:
-        raise ConfigError("[kafka] max_age_s and max_ahead_s must be >= 0")
-    if k.heartbeat_interval_ms >= k.session_timeout_ms:
-        raise ConfigError("[kafka] heartbeat_interval_ms must be below session_timeout_ms")
 
 
 def _check_rest(cfg: Config) -> None:
@@ -400,7 +221,6 @@ def from_dict(raw: Mapping[str, Any], base: Path, env: Mapping[str, str] | None 
         log=build(LogConfig, doc.get("log", {}), "log"),
         state=build(StateConfig, doc.get("state", {}), "state"),
     )
-    _check_kafka(cfg.kafka)
     _check_rest(cfg)
     return cfg
 

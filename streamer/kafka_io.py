@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from streamer.config import KafkaConfig
+from streamer.kafka_config import KafkaConfig
 from streamer.metrics import Metrics
 
 log = logging.getLogger("lstmad.kafka")
