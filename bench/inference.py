@@ -179,9 +179,10 @@ def run_bench(
         srates = stateful_rates(stateful, threads, budget_s)
         details["stateful"] = {"path": str(stateful), **srates}
         for name, rate in srates.items():
-            figures.append(report.figure("inference", f"{name}", rate, "points/s", COMMAND))
+            label = f"{stateful.stem.removesuffix('.stateful')} {name}"
+            figures.append(report.figure("inference", label, rate, "points/s", COMMAND))
             figures.append(
-                report.figure("inference", f"{name} / ref keras", rate / keras, "x", COMMAND)
+                report.figure("inference", f"{label} / ref keras", rate / keras, "x", COMMAND)
             )
     else:
         details["stateful"] = "no stateful export (training mode = 'stateful' writes one)"
@@ -191,8 +192,12 @@ def run_bench(
 
 
 def _stateful_next_to(model: Path) -> Path | None:
+    """``<model>.stateful.onnx``, else the first stateful export of the bundled examples."""
     p = model.with_name(model.stem + ".stateful.onnx")
-    return p if p.exists() else None
+    if p.exists():
+        return p
+    runs = Path(__file__).resolve().parent.parent / "training" / "runs"
+    return next(iter(sorted(runs.glob("*/*.stateful.onnx"))), None)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -79,8 +79,15 @@ def base_signal(kind: str, n: int, rng: np.random.Generator) -> Series:
     raise ValueError(f"unknown base signal {kind!r}; expected one of {BASES}")
 
 
-def inject(kind: str, s: Series, x: np.ndarray, at: int, rng: np.random.Generator) -> None:
-    """Add one anomaly of ``kind`` to ``x`` (in place) starting at row ``at``."""
+def inject(
+    kind: str, s: Series, x: np.ndarray, at: int, rng: np.random.Generator, ramp: int = 100
+) -> None:
+    """Add one anomaly of ``kind`` to ``x`` (in place) starting at row ``at``.
+
+    A slow drift ramps over ``ramp`` rows (the labelled window's part after the onset, so
+    the drift is observable inside its window) to 12 sigma, about 0.1 sigma per row: far
+    below the noise of one step, visible only cumulatively; the offset then persists.
+    """
     n = len(x)
     sign = rng.choice([-1.0, 1.0])
     mag = max(8.0 * s.sigma, 0.05 * s.level)
@@ -107,7 +114,7 @@ def inject(kind: str, s: Series, x: np.ndarray, at: int, rng: np.random.Generato
         end = min(n, at + 30)
         x[at:end] = 0.02 * s.level
     elif kind == "slow_drift":
-        end = min(n, at + 400)
+        end = min(n, at + ramp)
         ramp = np.linspace(0, sign * min(12.0 * s.sigma, 0.3 * s.level), end - at)
         x[at:end] += ramp
         x[end:] += ramp[-1]
@@ -136,7 +143,7 @@ def make_file(
         for k in range(anomalies)
     ]
     for at in onsets:
-        inject(kind, s, x, at, rng)
+        inject(kind, s, x, at, rng, ramp=width - width // 2)
     x = np.maximum(x, 0.01 * s.level)  # keep values positive
     windows = [(at - width // 2, min(n - 1, at + width - width // 2 - 1)) for at in onsets]
     return x, onsets, windows
