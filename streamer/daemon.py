@@ -21,7 +21,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
@@ -133,18 +132,22 @@ class Daemon:
         acked = self.wall()
         kafka_ts = np.fromiter((m.timestamp_ms for m in messages), np.int64, len(messages))
         observe_many(self.metrics.end_to_end_seconds, np.maximum(0.0, acked - kafka_ts / 1e3))
-        for _, doc in out.alerts:
-            self.metrics.alerts.labels(doc["type"], doc["status"], doc["severity"]).inc()
-            log.info(
-                "alert",
-                extra={"fields": {k: doc[k] for k in ("alert_id", "type", "status", "stream")}},
-            )
+        self._count_alerts(out)
         next_offsets: dict[tuple[str, int], int] = {}
         for m in messages:
             tp = (m.topic, m.partition)
             next_offsets[tp] = max(next_offsets.get(tp, 0), m.offset + 1)
         self.io.commit(next_offsets)
         self.batches += 1
+
+    def _count_alerts(self, out: Outputs) -> None:
+        """After the broker's ack: count and log each alert event."""
+        for _, doc in out.alerts:
+            self.metrics.alerts.labels(doc["type"], doc["status"], doc["severity"]).inc()
+            log.info(
+                "alert",
+                extra={"fields": {k: doc[k] for k in ("alert_id", "type", "status", "stream")}},
+            )
 
     def _publish(self, out: Outputs) -> None:
         k = self.cfg.kafka
@@ -157,17 +160,15 @@ class Daemon:
                 self.io.send(k.predictions_topic, key, alerts.encode(doc))
 
     def _evict(self) -> None:
-        idle_s = self.cfg.state.idle_evict_s
-        if idle_s <= 0:
+        if self.cfg.state.idle_evict_s <= 0:
             return
-        now_ms = int(self.wall() * 1000)
-        gone: list[Any] = []
-        for r in self.router.routes:
-            gone.extend(r.pipeline.evict_idle(now_ms, int(idle_s * 1000)))
+        out, gone = self.scorer.evict(self.wall(), self.cfg.state.idle_evict_s)
+        if out.alerts:
+            self._publish(out)
+            self.io.deliver(self.cfg.kafka.flush_timeout_s)
+            self._count_alerts(out)
         if gone:
-            self.metrics.evicted_streams.inc(len(gone))
-            log.info("idle streams evicted", extra={"fields": {"count": len(gone)}})
-        self.metrics.active_streams.set(self.router.stream_count())
+            log.info("idle streams evicted", extra={"fields": {"count": gone}})
 
     def _lag(self) -> None:
         try:

@@ -101,6 +101,21 @@ class Scorer:
         self.metrics.active_streams.set(self.router.stream_count())
         return out
 
+    def evict(self, now: float, idle_s: float) -> tuple[Outputs, int]:
+        """Free streams silent for ``idle_s`` (event time vs ``now``); their open episodes
+        resolve (alerts with ``source: null``). Returns the outputs and the evicted count."""
+        out = Outputs()
+        gone = 0
+        for route in self.router.routes:
+            events: list[Any] = []
+            gone += len(route.pipeline.evict_idle(int(now * 1000), int(idle_s * 1000), events))
+            ref = route.ref
+            for ev in events:
+                out.alerts.append((ev.stream.encode("utf-8"), alerts.alert(ev, ref, None, now)))
+        self.metrics.evicted_streams.inc(gone)
+        self.metrics.active_streams.set(self.router.stream_count())
+        return out, gone
+
     def _dead(self, out: Outputs, msg: Message, reason: str, detail: str, now: float) -> None:
         src = alerts.Source(msg.topic, msg.partition, msg.offset)
         doc = alerts.dead_letter(reason, detail, src, msg.key, msg.value, msg.timestamp_ms, now)

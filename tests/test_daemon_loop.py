@@ -1,0 +1,143 @@
+"""The run loop's ordering promises, with a recording stand-in for the Kafka edge.
+
+The real broker runs the same loop in tests/test_daemon_*.py; this fake only makes the
+order of operations visible: outputs are sent, then acknowledged, then offsets committed;
+a failed delivery commits nothing and re-raises; a stop request ends after the batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from streamer import config
+from streamer.daemon import Daemon
+from streamer.decode import Limits
+from streamer.http import Health
+from streamer.kafka_io import DeliveryError, Message
+from streamer.metrics import Metrics
+from streamer.routing import Router
+from streamer.scoring import Scorer
+from streamer.sdnotify import SdNotify
+from tests import daemon_support as ds
+
+
+class RecordingIO:
+    def __init__(self, batches: list[list[Message]], fail_delivery: bool = False):
+        self.batches = batches
+        self.fail_delivery = fail_delivery
+        self.calls: list[tuple[str, Any]] = []
+        self.broker_ok = True
+        self.stop_after: Any = None
+
+    def open(self) -> None:
+        self.calls.append(("open", None))
+
+    def poll(self, timeout_ms: int) -> list[Message]:
+        if not self.batches:
+            if self.stop_after is not None:
+                self.stop_after()
+            return []
+        return self.batches.pop(0)
+
+    def assignment(self) -> list[tuple[str, int]]:
+        return [("in", 0), ("in", 1)]
+
+    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        self.calls.append(("send", topic))
+
+    def deliver(self, timeout_s: float) -> int:
+        if self.fail_delivery:
+            raise DeliveryError("not acknowledged")
+        self.calls.append(("deliver", None))
+        return 0
+
+    def commit(self, offsets: dict[tuple[str, int], int]) -> bool:
+        self.calls.append(("commit", dict(offsets)))
+        return True
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        return {("in", 0): 0}
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        self.calls.append(("close", None))
+
+
+def messages(streams: list[ds.Stream], lo: int, hi: int) -> list[Message]:
+    out = []
+    for n, (key, value) in enumerate(ds.interleave(streams, lo, hi)):
+        part = 0 if key.endswith(b"spike") else 1
+        out.append(Message("in", part, lo * len(streams) + n, key, value, 0))
+    return out
+
+
+def make(io: RecordingIO, tmp_path: Path, **state: float) -> tuple[Daemon, CollectorRegistry]:
+    cfg = config.from_dict(
+        {"model": {"path": str(ds.MODEL), "reload_poll_s": 0.0}, "state": state}, tmp_path, env={}
+    )
+    registry = CollectorRegistry()
+    metrics = Metrics.create(registry)
+    scorer = Scorer(Router(cfg.model, cfg.detect, metrics), Limits(), metrics)
+    d = Daemon(cfg, io, scorer, metrics, Health(), SdNotify(None))  # type: ignore[arg-type]
+    return d, registry
+
+
+def test_outputs_are_acknowledged_before_offsets_are_committed(tmp_path: Path) -> None:
+    streams = ds.make_streams(("spike", "normal"), "lp")
+    batches = [messages(streams, 0, 200), messages(streams, 200, ds.N)]
+    io = RecordingIO([*batches])
+    d, registry = make(io, tmp_path)
+    io.stop_after = d.request_stop
+    assert d.run() == 0
+    kinds = [c[0] for c in io.calls]
+    assert kinds[0] == "open" and kinds[-1] == "close"
+    commits = [c[1] for c in io.calls if c[0] == "commit"]
+    assert commits == [
+        {("in", 0): 399, ("in", 1): 400},
+        {("in", 0): 2 * ds.N - 1, ("in", 1): 2 * ds.N},
+    ]
+    # open, then per batch: sends, one deliver (the acks), one commit; then close.
+    letters = "".join(
+        {"open": "o", "send": "s", "deliver": "d", "commit": "c", "close": "x"}[k] for k in kinds
+    )
+    assert re.fullmatch(r"o(s*dc){2}x", letters), letters
+    assert ("send", "alerts") in io.calls  # the spike's open and resolved
+    assert registry.get_sample_value("lstmad_points_total") == 2 * ds.N
+    assert registry.get_sample_value("lstmad_ready") == 0  # stopped
+
+
+def test_a_failed_delivery_commits_nothing_and_re_raises(tmp_path: Path) -> None:
+    streams = ds.make_streams(("spike",), "lf")
+    io = RecordingIO([messages(streams, 0, 10)], fail_delivery=True)
+    d, _ = make(io, tmp_path)
+    with pytest.raises(DeliveryError):
+        d.run()
+    assert not [c for c in io.calls if c[0] == "commit"]
+    assert io.calls[-1] == ("close", None)
+
+
+def test_idle_streams_are_evicted_and_their_open_episodes_resolved(tmp_path: Path) -> None:
+    spike = ds.make_streams(("level_shift",), "ev")
+    io = RecordingIO([messages(spike, 0, ds.AT + 2)])
+    d, registry = make(io, tmp_path, idle_evict_s=3600.0, evict_interval_s=1.0)
+    sent: list[dict[str, Any]] = []
+    real_publish = d._publish
+
+    def publish(out: Any) -> None:
+        sent.extend(doc for _, doc in out.alerts)
+        real_publish(out)
+
+    d._publish = publish  # type: ignore[method-assign]
+    d.step()  # the batch: the level shift opens an episode
+    assert [(a["status"], a["source"] is not None) for a in sent] == [("open", True)]
+    d._next_evict = 0.0
+    d.step()  # the stream's last point is two days old: evicted, episode resolved
+    assert [(a["status"], a["source"]) for a in sent[1:]] == [("resolved", None)]
+    assert dataclasses.asdict(d.cfg.state)["idle_evict_s"] == 3600.0
+    assert registry.get_sample_value("lstmad_evicted_streams_total") == 1
+    assert registry.get_sample_value("lstmad_active_streams") == 0
