@@ -26,11 +26,9 @@ RSS divided by 100k, fixed costs included, is reported beside it).
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,87 +36,11 @@ from tqdm import tqdm
 
 from bench import report
 from bench.daemon_proc import Daemon, histogram_buckets, write_config
+from bench.kafka_load import bare_rate, messages, produce, producer, quantile, rate_10_90
 
 COMMAND = "python -m bench throughput"
 E2E = "lstmad_end_to_end_seconds"
 WARM_POINTS = 60  # > window 50: every live point has a prediction
-
-
-def messages(
-    streams: int, points: int, start_ms: int, first: int = 0
-) -> Iterator[tuple[bytes, bytes]]:
-    """(key, value) of points ``first..points-1`` of every stream, round-robin, 1 s apart."""
-    for k in range(first, points):
-        ts = start_ms + 1000 * k
-        for s in range(streams):
-            key = b"s%06d" % s
-            yield key, b'{"stream":"%s","ts":%d,"value":%.4f}' % (key, ts, 50.0 + (k * 7 + s) % 13)
-
-
-def producer(bootstrap: str, linger_ms: int = 20) -> Any:
-    from kafka import KafkaProducer
-
-    return KafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks=1,
-        linger_ms=linger_ms,
-        batch_size=1 << 20,
-        max_request_size=1 << 22,
-    )
-
-
-def produce(bootstrap: str, topic: str, streams: int, points: int, start_ms: int) -> float:
-    """Produce the whole load before anything consumes it; returns seconds taken."""
-    p = producer(bootstrap)
-    t0 = time.perf_counter()
-    for key, value in tqdm(
-        messages(streams, points, start_ms),
-        total=streams * points,
-        desc=f"produce {streams} streams",
-        unit="msg",
-        mininterval=2,
-        leave=False,
-    ):
-        p.send(topic, key=key, value=value)
-    p.flush()
-    p.close()
-    return time.perf_counter() - t0
-
-
-def rate_10_90(samples: list[tuple[float, float]], total: int) -> float:
-    """Points/s between the samples where 10% and 90% of ``total`` had been consumed."""
-    lo = next((t, c) for t, c in samples if c >= 0.1 * total)
-    hi = next((t, c) for t, c in samples if c >= 0.9 * total)
-    if hi[0] <= lo[0]:
-        raise RuntimeError("too few progress samples to measure a rate; raise --points")
-    return (hi[1] - lo[1]) / (hi[0] - lo[0])
-
-
-def bare_rate(bootstrap: str, topic: str, total: int, deadline_s: float) -> float:
-    """Points/s of a consumer that only polls and JSON-decodes, over the whole topic."""
-    from kafka import KafkaConsumer
-
-    c = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=f"bare-{uuid.uuid4().hex}",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=5000,
-    )
-    got, samples, end = 0, [], time.monotonic() + deadline_s
-    try:
-        while got < total:
-            if time.monotonic() > end:
-                raise RuntimeError(f"bare consumer read {got}/{total} in {deadline_s}s")
-            for records in c.poll(timeout_ms=200, max_records=5000).values():
-                for r in records:
-                    json.loads(r.value)
-                got += len(records)
-            samples.append((time.perf_counter(), got))
-    finally:
-        c.close()
-    return rate_10_90(samples, total)
 
 
 def wait_consumed(
@@ -171,23 +93,6 @@ def run_streams(
     if bare:
         out["ratio"] = out["daemon_points_per_s"] / out["bare_points_per_s"]
     return out
-
-
-def quantile(buckets: dict[float, float], q: float) -> float:
-    """Quantile of a cumulative histogram, linear within the bucket (Prometheus-style)."""
-    bounds = list(buckets)
-    total = buckets[bounds[-1]]
-    if total <= 0:
-        return float("nan")
-    rank, prev_b, prev_c = q * total, 0.0, 0.0
-    for b in bounds:
-        c = buckets[b]
-        if c >= rank:
-            if b == float("inf"):
-                return prev_b
-            return prev_b + (b - prev_b) * (rank - prev_c) / max(c - prev_c, 1e-12)
-        prev_b, prev_c = b, c
-    return bounds[-1]
 
 
 def run_latency(

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from bench.daemon_proc import histogram_buckets, parse_metrics
-from bench.throughput import quantile, rate_10_90
+from bench.kafka_load import quantile, rate_10_90
 
 EXPOSITION = """\
 # HELP lstmad_end_to_end_seconds From a point's Kafka timestamp to the broker's ack.
