@@ -134,3 +134,35 @@ def test_stateful_export_steps_to_the_window_models_prediction(tmp_path: Path) -
     want = trained.models.serve(x, training=False).numpy()[:, 0]
     assert export_mod.relative_difference(stepped, want) <= 1e-4
     assert load(cfg.output).manifest.mode == "window"  # the window model is still written
+
+
+def test_calibration_is_quantiles_of_normalised_validation_residuals(
+    tiny: tuple[TrainingConfig, Trained],
+) -> None:
+    """Oracle: recompute the manifest's calibration from the served model and error_scale."""
+    cfg, _ = tiny
+    model = load(cfg.output)
+    ws = window_set(load_data(cfg), cfg, "validation")
+    ((x, y, _),) = ordered_batches(ws, strided(len(ws), cfg.eval_max_windows), 10**6)
+    r = (y[:, 0] - model.predict(x)) / model.error_scale(x)
+    cal = model.manifest.calibration
+    assert cal.n == len(r)
+    for k, v in cal.abs_error_quantiles.items():
+        assert v == pytest.approx(np.quantile(np.abs(r), float(k)), rel=1e-3, abs=1e-6), k
+    assert cal.std == pytest.approx(r.std(), rel=1e-3)
+
+
+def test_cli_names_the_bad_key_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from training import train as train_cmd
+
+    p = tmp_path / "c.toml"
+    p.write_text(
+        '[training]\ndata = "x.csv"\nfeatures = ["v"]\ntarget = "v"\n'
+        'output = "m.onnx"\nartifacts = "r"\nwindw = 5\n'
+    )
+    assert train_cmd.run(argparse.Namespace(config=str(p))) == 2
+    assert "training.windw: unknown key" in capsys.readouterr().err

@@ -3,7 +3,8 @@
 The model is loaded through ``streamer.model.load``, so what is scored is exactly what the
 daemon serves (ONNX Runtime, no TensorFlow needed). On the test split of every stream:
 RMSE/MAE of the model, of naive persistence (next = last) and of a moving average of the
-last ``moving_average`` points; ``skill = 1 - RMSE_model / RMSE_naive``. On the first stream,
+last ``moving_average`` points; ``skill = 1 - RMSE_model / RMSE_naive``; the same per stream,
+and ``test.mean_stream_skill``, the scale-free mean of the per-stream skills. On the first stream,
 the three prediction modes of the reference material, plotted against the true series:
 
 - point-by-point: every prediction from a true window;
@@ -104,6 +105,9 @@ def evaluate(config: str | Path | TrainingConfig, plots: bool = True) -> dict[st
         for i, s in enumerate(streams)
         if np.any(k == i)
     }
+    # Pooled raw RMSE weighs streams by their units (1000 req/s outweighs 50 % CPU); the mean
+    # of per-stream skills weighs every stream alike.
+    test["mean_stream_skill"] = float(np.mean([v["skill"] for v in per_stream.values()]))
     report: dict[str, Any] = {
         "model": {
             "path": str(cfg.output),
