@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import threading
 import time
@@ -165,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         admin.close()
         cfg = _config(broker.bootstrap, topics, args.metrics_port)
         logs.setup(cfg.log)
+        logging.getLogger("kafka").setLevel(logging.ERROR)  # a fresh broker's rebalance chatter
         svc = build(cfg)
         r = svc.router.routes[-1]
         print(f"model: {r.model.name} v{r.model.version} ({r.path.name}, window {r.model.window})")

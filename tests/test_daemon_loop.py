@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +143,49 @@ def test_idle_streams_are_evicted_and_their_open_episodes_resolved(tmp_path: Pat
     assert dataclasses.asdict(d.cfg.state)["idle_evict_s"] == 3600.0
     assert registry.get_sample_value("lstmad_evicted_streams_total") == 1
     assert registry.get_sample_value("lstmad_active_streams") == 0
+
+
+SIGNAL_SCRIPT = """
+import os, signal, sys, time
+from streamer.serve import _install_signals
+
+class FakeDaemon:
+    stopping = False
+    def request_stop(self):
+        FakeDaemon.stopping = True
+        print("stop requested", flush=True)
+
+class FakeRouter:
+    def request_reload(self):
+        print("reload requested", flush=True)
+
+_install_signals(FakeDaemon(), FakeRouter(), timeout_s=float(sys.argv[1]))
+os.kill(os.getpid(), signal.SIGHUP)
+os.kill(os.getpid(), signal.SIGTERM)
+if sys.argv[2] == "twice":
+    os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(30)  # a loop that never finishes its batch
+"""
+
+
+@pytest.mark.parametrize(
+    ("mode", "timeout_s", "code", "needle"),
+    [
+        ("twice", 30.0, 128 + 15, "second signal: exiting at once"),
+        ("once", 0.5, 1, "shutdown exceeded [kafka] shutdown_timeout_s"),
+    ],
+)
+def test_second_signal_and_shutdown_deadline_exit_at_once(
+    mode: str, timeout_s: float, code: int, needle: str
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", SIGNAL_SCRIPT, str(timeout_s), mode],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+        cwd=ds.REPO,
+    )
+    assert proc.returncode == code, proc.stderr
+    assert "reload requested" in proc.stdout and "stop requested" in proc.stdout
+    assert needle in proc.stderr
