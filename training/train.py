@@ -163,15 +163,17 @@ def train(config: str | Path | TrainingConfig) -> dict[str, Any]:
 
 def run_training(config: str | Path | TrainingConfig) -> Trained:
     """:func:`train`, also returning the Keras models (for parity checks and tests)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
     from streamer.windows import error_scale
-    from training import data, export, graph, scoring, stateful
+    from training import data, scoring
 
     cfg = config if isinstance(config, TrainingConfig) else config_mod.load(config)
     t0 = time.monotonic()
-    streams = data.load(cfg)
+    streams = data.load(cfg)  # bad config or data fail here, before TensorFlow's slow import
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from training import export, graph, stateful
+
     keras.utils.set_random_seed(cfg.seed)
     diff_scale = fit_diff_scale(streams, cfg)
     models = graph.build(cfg, diff_scale)
