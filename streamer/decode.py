@@ -207,7 +207,11 @@ def decode(
     if len(value) > limits.max_bytes:
         return _bad("too_large", f"{len(value)} bytes > [kafka] max_message_bytes")
     try:
-        obj = json.loads(value)
+        text = value.decode("utf-8")  # str, not bytes: skips json's encoding sniffing
+    except UnicodeDecodeError:
+        return _bad("not_json", "not UTF-8")
+    try:
+        obj = json.loads(text)
     except RecursionError:
         return _bad("not_json", "JSON nested too deeply")
     except (ValueError, TypeError) as exc:  # JSONDecodeError, UnicodeDecodeError, int digits
