@@ -111,19 +111,16 @@ class Daemon:
 
     def _tick(self, mono: float) -> None:
         self.health.last_loop = mono
-        self.health.broker_ok = self.io.broker_ok
+        self.health.broker_ok = self.io.broker_ok and self.io.reachable()
         self.metrics.last_loop.set(self.wall())
         self.notify.tick(mono)
         assigned = self.io.assignment()
         self.health.assigned = tuple(f"{t}:{p}" for t, p in assigned)
+        self.metrics.ready.set(1 if self.health.ready(mono)[0] else 0)
         if assigned and not self._ready_sent:
             self._ready_sent = True
-            self.metrics.ready.set(1)
             self.notify.ready(f"serving {len(assigned)} partitions")
             log.info("ready", extra={"fields": {"partitions": list(self.health.assigned)}})
-        elif not assigned and self._ready_sent:
-            self.metrics.ready.set(0)
-            self._ready_sent = False
 
     def _handle(self, messages: list[Message]) -> None:
         out = self.scorer.score(messages, self.wall())

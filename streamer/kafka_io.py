@@ -126,6 +126,20 @@ class KafkaIO:
             )
         return out
 
+    def reachable(self) -> bool:
+        """A connection to at least one broker of the cluster is up (for /readyz).
+
+        kafka-python has no public call for this (``bootstrap_connected`` turns False once
+        the bootstrap socket is replaced by broker connections), so this asks its client,
+        which the exact pin of kafka-python keeps stable; any surprise falls back to the
+        outcome of the last poll.
+        """
+        client: Any = getattr(self._consumer, "_client", None)
+        try:
+            return any(client.connected(b.node_id) for b in client.cluster.brokers())
+        except Exception:
+            return self.broker_ok
+
     def assignment(self) -> list[TopicPartition]:
         return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())
 

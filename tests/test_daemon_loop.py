@@ -47,6 +47,9 @@ class RecordingIO:
             return []
         return self.batches.pop(0)
 
+    def reachable(self) -> bool:
+        return True
+
     def assignment(self) -> list[tuple[str, int]]:
         return [("in", 0), ("in", 1)]
 
