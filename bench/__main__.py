@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 import time
 
@@ -32,8 +31,7 @@ def run_all() -> int:
         code = int(mod.run(parser.parse_args([])) or 0)
         if code:
             return code
-    data = json.loads(report.RESULTS.read_text())
-    figures = [report.Figure(**f) for name in BENCHES for f in data["benches"][name]["figures"]]
+    figures = report.load_figures(benches=BENCHES)
     print(f"\n=== all benchmarks ({time.monotonic() - t0:.0f} s) ===")
     report.print_table(figures)
     missed = [f"{f.bench} {f.name}" for f in figures if f.met is False]
@@ -46,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sub = parser.add_subparsers(dest="bench", required=True)
     sub.add_parser("all", help="every benchmark with its defaults, then one table")
+    summary = sub.add_parser("summary", help="print the figures of bench/results/latest.json")
+    summary.add_argument("--markdown", action="store_true", help="as a Markdown table")
     for name, module in BENCHES.items():
         mod = importlib.import_module(module)
         p = sub.add_parser(name, help=(mod.__doc__ or "").splitlines()[0])
@@ -54,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.bench == "all":
         return run_all()
+    if args.bench == "summary":
+        figures = report.load_figures(benches=BENCHES)
+        if args.markdown:
+            print(report.markdown_table(figures))
+        else:
+            report.print_table(figures)
+        return 0
     return int(args._module.run(args) or 0)
 
 

@@ -85,6 +85,23 @@ def print_table(figures: Sequence[Figure], out: Any = None) -> None:
             print("  ".join("-" * w for w in widths), file=out)
 
 
+def markdown_table(figures: Sequence[Figure]) -> str:
+    """``figures`` as a Markdown table (for the README): figure, value, target, verdict."""
+    lines = ["| bench | figure | value | target | |", "|---|---|---:|---|---|"]
+    for f in figures:
+        verdict = "" if f.met is None else ("met" if f.met else "**missed**")
+        value = f"{_fmt(f.value)} {f.unit}".strip()
+        lines.append(f"| {f.bench} | {f.name} | {value} | {f.target or ''} | {verdict} |")
+    return "\n".join(lines)
+
+
+def load_figures(path: Path = RESULTS, benches: Iterable[str] | None = None) -> list[Figure]:
+    """Every figure of the results file, benchmark by benchmark."""
+    data = json.loads(path.read_text())["benches"]
+    names = list(benches) if benches is not None else list(data)
+    return [Figure(**f) for name in names if name in data for f in data[name]["figures"]]
+
+
 def environment() -> dict[str, Any]:
     import numpy as np
     import onnxruntime as ort
