@@ -4,7 +4,8 @@ notify protocol, the exposition format and every dashboard query are checked aga
 One module-scoped stack (about 30 s): a producer thread writes seeded points for a few
 streams (sine + noise, a spike every ``SPIKE_EVERY`` points, a few unusable messages) to a
 fresh input topic of the session's broker; ``lstmad serve`` runs as a subprocess with its
-own NOTIFY_SOCKET (a datagram socket this test binds) and WATCHDOG_USEC; /usr/bin/prometheus
+own NOTIFY_SOCKET (a datagram socket this test binds) and WATCHDOG_USEC, inside the unit's
+MemoryDenyWriteExecute and SystemCallFilter (tests/test_deploy_systemd.Sandbox); /usr/bin/prometheus
 scrapes it every second using the job of deploy/prometheus/scrape-lstmad.yml and loads the
 alerting rules. Everything is bounded: producer by count and time, every wait by a deadline.
 """
@@ -36,13 +37,13 @@ from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from tests.test_deploy_grafana import dashboard_queries, variable_queries
-from tests.test_deploy_systemd import deny_write_execute
+from tests.test_deploy_systemd import Sandbox
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prometheus, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 STREAMS = ("host1.cpu", "host2.cpu", "db1.latency", "web.rps")
-SPIKE_EVERY = 41  # points between injected spikes, per stream
+SPIKE_EVERY = 150  # points between injected spikes, per stream
 HISTORY = 120  # points per stream before the daemon starts (window 50 of the default model)
 PRODUCE_FOR_S = 120.0  # the live producer's hard bound (the stack lives ~30 s)
 SCRAPE_S = 1
@@ -109,7 +110,7 @@ class Producer:
         base = 10 * (1 + STREAMS.index(stream))
         value = base + math.sin(k / 8) + 0.1 * self.rng.standard_normal()
         if k % SPIKE_EVERY == SPIKE_EVERY - 1:
-            value += 25  # many window swings: an anomaly
+            value += 40  # dozens of window swings: an anomaly
         return json.dumps({"stream": stream, "ts": ts_ms, "value": value}).encode()
 
     def batch(self, ts_ms: int) -> None:
@@ -235,13 +236,13 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     lstmad = str(Path(sys.executable).with_name("lstmad"))
     cfg = write_config(tmp, kafka_bootstrap, topics)
     with log.open("wb") as out:
-        # Under the unit's MemoryDenyWriteExecute (as the kernel's PR_SET_MDWE).
+        # In the unit's sandbox: MemoryDenyWriteExecute and SystemCallFilter.
         daemon = subprocess.Popen(
             [lstmad, "serve", "--config", str(cfg)],
             env=env,
             stdout=out,
             stderr=out,
-            preexec_fn=deny_write_execute,
+            preexec_fn=Sandbox(),
         )
     prom_port = free_port()
     prom_log = (tmp / "prometheus.log").open("wb")
@@ -261,7 +262,10 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         daemon, notify, f"http://127.0.0.1:{port}/metrics", f"http://127.0.0.1:{prom_port}", log
     )
     try:
-        wait_for("READY=1 from the daemon", lambda: notify.seen("READY=1"), 60)
+        try:
+            wait_for("READY=1 from the daemon", lambda: notify.seen("READY=1"), 60)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\ndaemon log:\n{log.read_text()[-3000:]}") from None
         live.start()
         wait_for("Prometheus ready", lambda: "Ready" in http_get(f"{s.prom_url}/-/ready"), 30)
         yield s
@@ -348,11 +352,11 @@ def test_every_dashboard_query_returns_data_from_prometheus(stack: Stack) -> Non
             assert math.isfinite(value), f"{title}: {expr} -> {r}"
     # Not just zeros: the seeded spikes open alerts, the bad messages are dead-lettered.
     for expr in (
-        'sum(increase(lstmad_alerts_total{job="lstmad", status="open"}[1m]))',
-        'sum(increase(lstmad_invalid_messages_total{job="lstmad"}[1m]))',
-        'sum(increase(lstmad_predictions_total{job="lstmad"}[1m]))',
+        'sum(increase(lstmad_alerts_total{job="lstmad", status="open"}[2m]))',
+        'sum(increase(lstmad_invalid_messages_total{job="lstmad"}[2m]))',
+        'sum(increase(lstmad_predictions_total{job="lstmad"}[2m]))',
     ):
-        wait_for(f"{expr} > 0", lambda e=expr: float(stack.query(e)[0]["value"][1]) > 0, 30)
+        wait_for(f"{expr} > 0", lambda e=expr: float(stack.query(e)[0]["value"][1]) > 0, 45)
     # Template variables: label_values(metric, label) must list this job / instance.
     for metric, label in variable_queries():
         series = stack.query(substitute(metric))

@@ -139,38 +139,95 @@ def test_env_example_port_is_the_config_default() -> None:
 
 
 _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: preexec_fn must not import
+_SECCOMP = ctypes.CDLL("libseccomp.so.2", use_errno=True)  # libseccomp2, a dependency of systemd
+_SECCOMP.seccomp_init.restype = ctypes.c_void_p
+_SECCOMP.seccomp_load.argtypes = [ctypes.c_void_p]
+_SECCOMP.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
+SCMP_ACT_ALLOW = 0x7FFF0000
 
 
-def deny_write_execute() -> None:
-    """PR_SET_MDWE: the kernel's form of MemoryDenyWriteExecute=yes (Linux >= 6.3).
+def syscall_groups() -> dict[str, list[str]]:
+    """``systemd-analyze syscall-filter``: every @group and its members (names or @groups)."""
+    out = subprocess.run(
+        [systemd_analyze(), "syscall-filter", "--no-pager"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    groups: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in out.splitlines():
+        if line.startswith("@"):
+            current = groups.setdefault(line.strip(), [])
+        elif line.strip() and not line.strip().startswith("#"):
+            current.append(line.strip())
+    return groups
 
-    Runs in the forked child (``preexec_fn``), so it only calls into an already loaded libc.
+
+def allowed_syscalls() -> set[str]:
+    """The unit's SystemCallFilter= lines applied as systemd does: allow-list, then ~deny."""
+    groups = syscall_groups()
+
+    def expand(item: str) -> set[str]:
+        return set().union(*(expand(m) for m in groups[item])) if item in groups else {item}
+
+    allowed: set[str] = set()
+    for value in unit_settings(UNIT.read_text())["SystemCallFilter"]:
+        deny = value.startswith("~")
+        items = set().union(*(expand(i) for i in value.lstrip("~").split()))
+        allowed = allowed - items if deny else allowed | items
+    return allowed
+
+
+class Sandbox:
+    """The unit's MemoryDenyWriteExecute= and SystemCallFilter= (EPERM), for a child process.
+
+    The seccomp filter is built in the parent; the child (``preexec_fn``) only loads it and
+    sets PR_SET_MDWE, calling into libraries already loaded.
     """
-    if _LIBC.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_MDWE) failed: kernel older than 6.3?")
+
+    def __init__(self) -> None:
+        eperm = 0x00050000 | 1  # SCMP_ACT_ERRNO(EPERM): SystemCallErrorNumber=EPERM
+        self.ctx = _SECCOMP.seccomp_init(eperm)
+        assert self.ctx, "seccomp_init failed"
+        self.names = sorted(allowed_syscalls())
+        for name in self.names:
+            nr = _SECCOMP.seccomp_syscall_resolve_name(name.encode())
+            if nr >= 0:  # names of other architectures do not resolve here
+                assert _SECCOMP.seccomp_rule_add(self.ctx, SCMP_ACT_ALLOW, nr, 0) == 0, name
+
+    def __call__(self) -> None:
+        if _LIBC.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_MDWE) failed: kernel older than 6.3?")
+        if _SECCOMP.seccomp_load(self.ctx) != 0:
+            raise OSError(ctypes.get_errno(), "seccomp_load failed")
 
 
-def test_daemon_start_up_works_under_memorydeny_write_execute(tmp_path: Path) -> None:
-    # The unit sets MemoryDenyWriteExecute=yes; ONNX Runtime and numpy must live with it.
-    # `serve --check` loads the config and runs every model's probe batch, without Kafka.
-    assert unit_settings(UNIT.read_text())["MemoryDenyWriteExecute"] == ["yes"]
+def test_daemon_start_up_works_in_the_units_sandbox(tmp_path: Path) -> None:
+    # MemoryDenyWriteExecute=yes and the syscall filter: ONNX Runtime, numpy and the config
+    # loader must live with both. `serve --check` runs every model's probe batch, no Kafka.
+    settings = unit_settings(UNIT.read_text())
+    assert settings["MemoryDenyWriteExecute"] == ["yes"]
+    assert settings["SystemCallErrorNumber"] == ["EPERM"]
+    sandbox = Sandbox()
+    assert "sched_setaffinity" not in sandbox.names and "openat" in sandbox.names
     cfg = tmp_path / "config.toml"
     cfg.write_text('[kafka]\nbootstrap_servers = ["127.0.0.1:9"]\n')
     lstmad = Path(sys.executable).with_name("lstmad")
     res = subprocess.run(
         [str(lstmad), "serve", "--check", "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        preexec_fn=deny_write_execute,
-        check=False,
-    )
+        capture_output=True, text=True, timeout=60, preexec_fn=sandbox, check=False,
+    )  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
     assert "configuration and models OK" in res.stdout
-    # Control: the restriction is really in force for the child.
-    wx = "import mmap; mmap.mmap(-1, 4096, prot=7)"  # PROT_READ | PROT_WRITE | PROT_EXEC
-    ctl = subprocess.run(
-        [sys.executable, "-c", wx], capture_output=True, text=True, timeout=30,
-        preexec_fn=deny_write_execute, check=False,
-    )  # fmt: skip
-    assert ctl.returncode != 0 and "PermissionError" in ctl.stderr
+
+
+def test_sandbox_controls_really_deny(tmp_path: Path) -> None:
+    sandbox = Sandbox()
+    for code in (
+        "import mmap; mmap.mmap(-1, 4096, prot=7)",  # W+X mapping: MemoryDenyWriteExecute
+        "import os; os.sched_setaffinity(0, {0})",  # @resources is filtered out
+    ):
+        ctl = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
+            preexec_fn=sandbox, check=False,
+        )  # fmt: skip
+        assert ctl.returncode != 0 and "PermissionError" in ctl.stderr, (code, ctl.stderr)
