@@ -225,6 +225,7 @@ def test_service_monitor_scrapes_the_service_port_as_job_lstmad() -> None:
     assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
     assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
     assert sm["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"]
+    assert svc["spec"]["publishNotReadyAddresses"] is True  # unready pods are scraped too
     # job label = the Service's value of jobLabel: what the rules and dashboard select.
     assert svc["metadata"]["labels"][sm["spec"]["jobLabel"]] == "lstmad"
 
