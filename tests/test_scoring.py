@@ -1,0 +1,81 @@
+"""Batch scoring: bulk histogram updates equal per-value observe; routes, labels, rejections."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Histogram
+
+from streamer.config import ModelConfig, RouteConfig
+from streamer.decode import Limits
+from streamer.kafka_io import Message
+from streamer.metrics import ERROR_BUCKETS, Metrics
+from streamer.pipeline import DetectConfig
+from streamer.routing import Router
+from streamer.scoring import Scorer, observe_many
+from tests import daemon_support as ds
+from tests.test_manifest import write_model
+
+
+def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for m in registry.collect()
+        for s in m.samples
+        if not s.name.endswith("_created")
+    }
+
+
+def test_observe_many_equals_observe_one_by_one() -> None:
+    rng = np.random.default_rng(3)
+    values = np.concatenate(
+        [rng.exponential(2.0, 5000), np.asarray(ERROR_BUCKETS), [0.0, 1e9, np.inf, np.nan]]
+    )
+    bulk, loop = CollectorRegistry(), CollectorRegistry()
+    hb = Histogram("e", "e", buckets=ERROR_BUCKETS, registry=bulk)
+    hl = Histogram("e", "e", buckets=ERROR_BUCKETS, registry=loop)
+    observe_many(hb, values)
+    for v in values[np.isfinite(values)]:
+        hl.observe(float(v))
+    a, b = samples(bulk), samples(loop)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert np.isclose(a[k], b[k], rtol=1e-12), k
+
+
+def messages(streams: list[ds.Stream], lo: int, hi: int) -> list[Message]:
+    return [Message("in", 0, n, k, v, 0) for n, (k, v) in enumerate(ds.interleave(streams, lo, hi))]
+
+
+def test_routes_labels_predictions_and_rejections(tmp_path: Path) -> None:
+    small = write_model(tmp_path / "w4.onnx")
+    registry = CollectorRegistry()
+    metrics = Metrics.create(registry, ["db0.normal"])
+    cfg = ModelConfig(path=ds.MODEL, routes=(RouteConfig("db", ("db*",), small),))
+    router = Router(cfg, DetectConfig(), metrics)
+    scorer = Scorer(
+        router, Limits(max_age_ms=0), metrics, predictions=True, labelled_streams=("db0.normal",)
+    )
+    streams = ds.make_streams(("normal",), "db") + ds.make_streams(("normal",), "web")
+    batch = messages(streams, 0, 60)
+    batch.append(Message("in", 0, 999, None, streams[0].message(3), 0))  # older than its last
+    out = scorer.score(batch, time.time())
+    # db0 (window 4) is scored from its 5th point, web0 (window 50) from its 51st.
+    per_stream = {s.name: sum(p["stream"] == s.name for _, p in out.predictions) for s in streams}
+    assert per_stream == {"db0.normal": 56, "web0.normal": 10}
+    assert {p["model"]["route"] for _, p in out.predictions} == {"db", "default"}
+    assert [(d["reason"], d["source"]["offset"]) for _, d in out.dead] == [("out_of_order", 999)]
+    assert out.points == 120 and out.invalid == {"out_of_order": 1}
+    assert registry.get_sample_value("lstmad_predictions_total") == 66
+    assert (
+        registry.get_sample_value("lstmad_stream_prediction_error_count", {"stream": "db0.normal"})
+        == 56
+    )
+    assert registry.get_sample_value("lstmad_batch_streams_count") == 2  # one per route
+    assert registry.get_sample_value("lstmad_inference_seconds_count") == 2
+    assert registry.get_sample_value("lstmad_active_streams") == 2
+    doc = out.predictions[0][1]
+    assert json.loads(json.dumps(doc)) == doc and doc["ts_ms"] == streams[0].ts(4)
