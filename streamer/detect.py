@@ -22,10 +22,7 @@ What it computes per stream and point, from the raw error ``e = actual - predict
    episode that has lasted ``relearn_after`` points: then the "anomaly" is the new normal,
    it is learnt, and the episode resolves.
 5. Alarm rules (Merlion's calibrated score + alarm rules): an episode opens on one point
-   with ``|u| >= open_threshold`` (a spike is one point), or on two consecutive points with
-   ``u1^2 + u2^2 >= open_threshold^2`` (a spike against an anchored forecast errs twice,
-   up then down: the same false-alarm rate for Gaussian errors, chi-square with 2 degrees
-   of freedom, catches the smaller spikes), or on ``min_run`` consecutive
+   with ``|u| >= open_threshold`` (a spike is one point), or on ``min_run`` consecutive
    points with ``|u| >= run_threshold``, or when a two-sided CUSUM of ``u`` (allowance
    ``cusum_drift``, each step clipped to ``cusum_clip``) reaches ``cusum_threshold``:
    sustained moderate errors, e.g. a level shift the model has not re-anchored on yet.
@@ -100,7 +97,7 @@ class AnomalyConfig:
     warmup: int = 30  # scored points per stream before it may alert
     span: float = 300.0  # EWMA span (points) of the stream's error location and spread
     prior_points: float = 20.0  # weight, in points, of the calibration prior
-    open_threshold: float = 5.0  # |u| at or above on one point: opens
+    open_threshold: float = 4.5  # |u| at or above on one point: opens
     critical_threshold: float = 8.0  # |u| at or above: severity critical
     run_threshold: float = 3.0  # |u| at or above: anomalous, does not teach
     min_run: int = 3  # consecutive points >= run_threshold that open an episode
@@ -203,7 +200,6 @@ ANOMALY_SPEC = {
     "mu": Column("float64"),  # EWMA of the raw error
     "mad": Column("float64"),  # EWMA of |error - mu|
     "run": Column("int32"),  # consecutive points >= run_threshold
-    "u_prev": Column("float64"),  # the previous point's u (0 when it could not alert)
     "gpos": Column("float64"),  # upper CUSUM of u
     "gneg": Column("float64"),  # lower CUSUM of u
     **EPISODE_SPEC,
@@ -267,8 +263,7 @@ class AnomalyDetector:
         gpos = np.where(armed, np.maximum(0.0, t["gpos"][rows] + uc - c.cusum_drift), 0.0)
         gneg = np.where(armed, np.maximum(0.0, t["gneg"][rows] - uc - c.cusum_drift), 0.0)
         g = np.maximum(gpos, gneg)
-        pair = t["u_prev"][rows] ** 2 + u**2 >= c.open_threshold**2
-        trigger = (a >= c.open_threshold) | pair | (run >= c.min_run) | (g >= c.cusum_threshold)
+        trigger = (a >= c.open_threshold) | (run >= c.min_run) | (g >= c.cusum_threshold)
         critical = (a >= c.critical_threshold) | (g >= 2 * c.cusum_threshold)
         calm = (a < c.resolve_threshold) & (g < c.cusum_threshold / 2)
         tr = step_episodes(
@@ -285,7 +280,6 @@ class AnomalyDetector:
         t["n_taught"][rows] = n_taught
         t["n_seen"][rows] = n_seen
         t["run"][rows] = np.where(tr.opened | tr.resolved, 0, run)
-        t["u_prev"][rows] = np.where(armed & ~tr.opened, u, 0.0)
         # A fresh episode keeps its CUSUM (it is the evidence); a resolved one starts over.
         t["gpos"][rows] = np.where(tr.resolved, 0.0, gpos)
         t["gneg"][rows] = np.where(tr.resolved, 0.0, gneg)
