@@ -5,7 +5,8 @@ beforehand (``--points`` per stream, round-robin over the streams, one JSON mess
 In the same run and on the same topic:
 
 - a bare kafka-python consumer (same client, same ``max_poll_records``) that only polls and
-  JSON-decodes: the ceiling for this client; its points/s between 10% and 90% of M;
+  JSON-decodes: the ceiling for this client; its points/s between 10% and 90% of M, run
+  before and after the daemon, the better of the two kept (the machine is shared);
 - the daemon (``python -m streamer serve``, a child process, default config apart from the
   broker and topics): points/s between 10% and 90% of M from its ``lstmad_points_total``
   (scraped every 0.1 s), and its RSS (``VmRSS``) once every point was consumed.
@@ -91,6 +92,13 @@ def run_streams(
     if prof is not None:
         out["profile_top"] = Daemon.profile_summary(prof)
     if bare:
+        # The machine is shared: measure the ceiling again after the daemon and keep the
+        # better of the two, so a slow moment cannot flatter the ratio.
+        out["bare_points_per_s_runs"] = [
+            out["bare_points_per_s"],
+            bare_rate(bootstrap, topic, total, deadline),
+        ]
+        out["bare_points_per_s"] = max(out["bare_points_per_s_runs"])
         out["ratio"] = out["daemon_points_per_s"] / out["bare_points_per_s"]
     return out
 
