@@ -10,8 +10,9 @@ thread count everywhere (default 1, the daemon's default):
 - ``ort_stateful_batch_B``: where a stateful single-step export exists, one ``session.run``
   advancing B streams by one point (O(1) work per point instead of O(window)).
 
-Every figure is a per-point throughput (windows per second); ratios are against per-point
-Keras. Target (issue 7): batched ORT >= 300x per-point Keras predict, reference architecture.
+Every figure is a per-point throughput (windows per second, from the median call time);
+ratios are against per-point Keras. Target (issue 7): batched ORT >= 300x per-point Keras
+predict, reference architecture.
 """
 
 from __future__ import annotations

@@ -1,7 +1,12 @@
-"""Bounded wall-clock measurement of a callable: the one timer every benchmark uses."""
+"""Bounded wall-clock measurement of a callable: the one timer every benchmark uses.
+
+The machine is shared, so a figure is the MEDIAN call time: a burst of someone else's work
+moves the mean but hardly the median. Both are kept.
+"""
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -9,13 +14,19 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Timing:
-    """``calls`` calls took ``seconds`` in total (warm-up excluded)."""
+    """``calls`` calls took ``seconds`` in total (warm-up excluded); ``median`` per call."""
 
     calls: int
     seconds: float
+    median: float
 
     @property
     def per_call(self) -> float:
+        """The median seconds per call (what every figure uses)."""
+        return self.median
+
+    @property
+    def mean(self) -> float:
         return self.seconds / self.calls
 
 
@@ -30,11 +41,12 @@ def measure(
     seconds have passed (or ``max_calls`` calls were made); return the measured calls."""
     for _ in range(warmup):
         fn()
-    calls = 0
+    times: list[float] = []
     t0 = time.perf_counter()
     elapsed = 0.0
-    while calls < max_calls and (calls < min_calls or elapsed < budget_s):
+    while len(times) < max_calls and (len(times) < min_calls or elapsed < budget_s):
+        t = time.perf_counter()
         fn()
-        calls += 1
+        times.append(time.perf_counter() - t)
         elapsed = time.perf_counter() - t0
-    return Timing(calls, elapsed)
+    return Timing(len(times), elapsed, statistics.median(times))
