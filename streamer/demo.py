@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
 import threading
 import time
@@ -111,6 +113,19 @@ def _produce(
         done.set()
 
 
+def _stop_on_signals(stop: threading.Event) -> None:
+    """Ctrl-C / SIGTERM set ``stop`` (kafka-python's network code swallows a
+    KeyboardInterrupt raised inside its calls); a second one exits at once."""
+
+    def handler(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            os._exit(128 + signum)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
 def _config(bootstrap: str, topics: dict[str, str], port: int) -> Any:
     from streamer import config
 
@@ -147,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
     broker = LocalKafka()
     broker.start()
     stop, produced = threading.Event(), threading.Event()
+    _stop_on_signals(stop)
     svc = None
     loop: threading.Thread | None = None
     n_alerts = 0
@@ -202,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
         )
         deadline = t0 + args.duration
         quiet_since: float | None = None
-        while time.monotonic() < deadline and loop.is_alive():
+        while time.monotonic() < deadline and loop.is_alive() and not stop.is_set():
             got = consumer.poll(timeout_ms=200)
             for records in got.values():
                 for rec in records:
@@ -215,8 +231,10 @@ def run(args: argparse.Namespace) -> int:
                 if time.monotonic() - quiet_since > SETTLE_S:
                     break
     except KeyboardInterrupt:
-        print("\ninterrupted", flush=True)
+        stop.set()
     finally:
+        if stop.is_set():
+            print("\ninterrupted: stopping the daemon and the broker", flush=True)
         stop.set()
         if consumer is not None:
             consumer.close()
