@@ -8,26 +8,30 @@ fixed-size numpy dtypes, one stream's state is one record of a structured dtype,
 how :mod:`streamer.pipeline` exports state as compact bytes (no pickle).
 
 :class:`StreamIndex` maps stream ids to rows (a dict plus a free list) and
-:class:`RingBuffers` keeps the last ``window`` points of every stream: O(1) push per point,
-a vectorised gather of many windows at once, and the last timestamp per stream.
-
-Ring layout of one row (window = 4, ``head`` is where the next value goes)::
-
-    slots:   [ p4 | p5 | p2 | p3 ]      head = 2, count = 4
-    gather:  p2 p3 p4 p5                (oldest first: slots head, head+1, ... mod window)
+:class:`WindowBuffers` keeps the last ``window`` points of every stream, the count and the
+last timestamp; a batch appends all its points in one vectorised pass.
 """
 
 from __future__ import annotations
 
+import itertools
 import struct
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 IntArray = npt.NDArray[np.intp]
+Rows = IntArray | slice  # rows of a table: an index array, or slice(None) for all of them
+
+
+class Columns(Protocol):
+    """Anything that maps a column name to its array: a StateTable or a dict of copies."""
+
+    def __getitem__(self, name: str, /) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,14 @@ class StateTable:
         for name, c in self.spec.items():
             self.arrays[name][rows] = c.default
 
+    def take(self, rows: IntArray) -> dict[str, np.ndarray]:
+        """Copies of the rows' columns (a dense working set, see :meth:`put`)."""
+        return {name: a[rows] for name, a in self.arrays.items()}
+
+    def put(self, rows: IntArray, columns: dict[str, np.ndarray]) -> None:
+        for name, a in self.arrays.items():
+            a[rows] = columns[name]
+
     def pack(self, rows: IntArray) -> np.ndarray:
         """The rows' state as records of :attr:`record` (a copy)."""
         out = np.empty(len(rows), dtype=self.record)
@@ -102,8 +114,7 @@ class StreamIndex:
 
     def lookup(self, streams: Iterable[str]) -> IntArray:
         """Row of each stream, -1 where the stream is unknown."""
-        get = self.rows.get
-        return np.fromiter((get(s, -1) for s in streams), dtype=np.intp)
+        return np.fromiter(map(self.rows.get, streams, itertools.repeat(-1)), dtype=np.intp)
 
     def add(self, stream: str) -> int:
         if self._free:
@@ -129,44 +140,88 @@ class StreamIndex:
         return len(self.ids)
 
 
-RING_COLUMNS = ("ring", "head", "count", "last_ts")
-
-
-def ring_spec(window: int, features: int) -> dict[str, Column]:
-    """Columns of :class:`RingBuffers`: 4*window*features bytes of values + 16 bytes."""
+def window_spec(window: int, features: int) -> dict[str, Column]:
+    """Columns of :class:`WindowBuffers`: 4*window*features bytes of values + 12 bytes."""
     return {
-        "ring": Column("float32", (window, features)),
-        "head": Column("int32"),  # slot the next value goes to
+        "win": Column("float32", (window, features)),  # oldest first, newest at [-1]
         "count": Column("int32"),  # values held, <= window
         "last_ts": Column("int64", (), np.iinfo(np.int64).min),  # event ms of the last point
     }
 
 
-class RingBuffers:
-    """The last ``window`` points of each stream, stored in a :class:`StateTable`."""
+@dataclass(frozen=True)
+class History:
+    """The points of one :meth:`WindowBuffers.extend` call laid out per row, old then new::
+
+        flat:  [ row 0: window old values | n0 new ][ row 1: window old | n1 new ] ...
+               ^ base[0]                            ^ base[1]
+
+    The window that ends at the ``p``-th new point of the ``g``-th row is
+    ``flat[base[g] + p + 1 : base[g] + p + 1 + window]``.
+    """
+
+    flat: np.ndarray  # float32 [sum(window + n), F]
+    base: IntArray  # start of each row's segment in flat
+    window: int
+
+    def windows(self, g: IntArray, p: IntArray) -> np.ndarray:
+        """Windows [len(g), window, F] ending at new point p of row g (one strided copy)."""
+        if not len(g):
+            return np.empty((0, self.window, self.flat.shape[1]), dtype=np.float32)
+        view = np.lib.stride_tricks.sliding_window_view(self.flat, self.window, axis=0)
+        return view[self.base[g] + p + 1].swapaxes(1, 2)
+
+    def before(self, g: IntArray, p: IntArray) -> np.ndarray:
+        """The value [len(g), F] just before new point p of row g (an old one for p = 0)."""
+        return self.flat[self.base[g] + self.window + p - 1]
+
+
+class WindowBuffers:
+    """The last ``window`` points of each stream, in a :class:`StateTable` column.
+
+    Each row is kept in time order (oldest first), so a stream's window is a plain row:
+    gathering many windows is one row gather, with no wrap-around index arithmetic. A batch
+    appends all of its points at once (:meth:`extend`): O(window + new points) per touched
+    stream, one vectorised pass for all streams, instead of one pass per point.
+
+    Row of window 3 after p0..p4 were appended::
+
+        win: [p2 p3 p4]   count = 3      (after p0 alone: [0 0 p0], count = 1)
+    """
 
     def __init__(self, table: StateTable, window: int) -> None:
         self.table = table
         self.window = window
 
-    def push(self, rows: IntArray, values: np.ndarray, ts_ms: np.ndarray) -> None:
-        """Append one point [F] per row. ``rows`` must be distinct (one round of a batch)."""
-        t = self.table
-        head = t["head"][rows]
-        t["ring"][rows, head] = values
-        t["head"][rows] = (head + 1) % self.window
-        t["count"][rows] = np.minimum(t["count"][rows] + 1, self.window)
-        t["last_ts"][rows] = ts_ms
-
-    def gather(self, rows: IntArray) -> np.ndarray:
-        """Windows [len(rows), window, F] float32, oldest point first (only full rows make
-        sense to the model; callers check ``count``)."""
-        slots = (self.table["head"][rows, None] + np.arange(self.window)) % self.window
-        return self.table["ring"][rows[:, None], slots]
+    def extend(
+        self, rows: IntArray, counts: IntArray, values: np.ndarray, last_ts: np.ndarray
+    ) -> History:
+        """Append ``counts[i] >= 1`` points to distinct ``rows[i]``; ``values`` [sum, F] are
+        grouped by row in that order, oldest first; ``last_ts[i]`` is the row's newest ts."""
+        t, w = self.table, self.window
+        old = t["win"][rows]
+        if len(rows) and counts.min() == counts.max() == 1:  # one new point per row: no scatter
+            flat = np.concatenate([old, values[:, None, :].astype(np.float32)], axis=1)
+            flat = flat.reshape(-1, old.shape[2])
+            base = np.arange(len(rows)) * (w + 1)
+        else:
+            seg = w + counts
+            base = (np.cumsum(seg) - seg).astype(np.intp)
+            flat = np.empty((int(seg.sum()), old.shape[2]), dtype=np.float32)
+            flat[(base[:, None] + np.arange(w)).reshape(-1)] = old.reshape(-1, old.shape[2])
+            g = np.repeat(np.arange(len(rows)), counts)
+            p = np.arange(len(g)) - np.repeat(np.cumsum(counts) - counts, counts)
+            flat[base[g] + w + p] = values
+        hist = History(flat, base, w)
+        last = np.asarray(counts, dtype=np.intp) - 1
+        t["win"][rows] = hist.windows(np.arange(len(rows)), last)
+        t["count"][rows] = np.minimum(t["count"][rows] + counts, w)
+        t["last_ts"][rows] = last_ts
+        return hist
 
     def last_values(self, rows: IntArray) -> np.ndarray:
         """The most recent point [len(rows), F] of each row (rows must have count >= 1)."""
-        return self.table["ring"][rows, (self.table["head"][rows] - 1) % self.window]
+        return self.table["win"][rows, -1]
 
 
 class StateCodec:

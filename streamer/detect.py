@@ -61,7 +61,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from streamer.buffers import Column, IntArray, StateTable
+from streamer.buffers import Column, Columns, IntArray, Rows, StateTable
 from streamer.manifest import Calibration
 
 SQRT_HALF_PI = math.sqrt(math.pi / 2)  # sigma / E|x - mu| for a Gaussian
@@ -158,8 +158,8 @@ class Transitions:
 
 
 def step_episodes(
-    t: StateTable,
-    rows: IntArray,
+    t: Columns,
+    rows: Rows,
     ts_ms: np.ndarray,
     trigger: np.ndarray,
     critical: np.ndarray,
@@ -237,17 +237,19 @@ class AnomalyDetector:
 
     def update(
         self,
-        rows: IntArray,
+        rows: Rows,
         error: np.ndarray,
         scale: np.ndarray,
         predicted: np.ndarray,
         ts_ms: np.ndarray,
         quiet: np.ndarray,
+        table: Columns | None = None,
     ) -> AnomalyStep:
         """Score one finite raw ``error`` per distinct row, then learn from it (unless
         protected). ``scale`` is the window's error_scale (for the prior of a new stream);
-        ``quiet`` rows (the stream is flat-lined, see the pipeline) neither open nor learn."""
-        c, t = self.cfg, self.table
+        ``quiet`` rows (the stream is flat-lined, see the pipeline) neither open nor learn.
+        ``table`` defaults to :attr:`table`; the pipeline passes a dense working copy."""
+        c, t = self.cfg, self.table if table is None else table
         n_seen = t["n_seen"][rows] + 1
         mu = t["mu"][rows]
         mad = np.where(n_seen == 1, self.mad0 * scale, t["mad"][rows])

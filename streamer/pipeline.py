@@ -14,9 +14,12 @@ only predicts from windows that end inside it::
     forecast:          f2 | f3   f4 | f5          f2 = predict([p0 p1 p2]), made in batch 1
     scored:               | p3~f2 p4~f3 | p5~f4   f5 = next_predicted after batch 3
 
-Several points of one stream in a batch are processed in *rounds*: round r holds the r-th
-point of every stream (arrival order), so each round touches a stream at most once and is
-one vectorised step; the loop is over rounds, never over streams.
+Buffers and forecasts are vectorised over the whole batch: out-of-order rejection is one
+segmented running maximum, all new points are appended to the windows in one pass, and all
+windows that need a forecast are cut from one strided view. The detectors are recursive per
+stream, so they run in *rounds*: round r holds the r-th point of every stream (arrival
+order), each round touches a stream at most once and is one vectorised step; the loop is
+over rounds (points per stream in the batch), never over streams.
 """
 
 from __future__ import annotations
@@ -30,17 +33,15 @@ import numpy as np
 
 from streamer.buffers import (
     Column,
-    RingBuffers,
     StateCodec,
     StateTable,
     StreamIndex,
-    ring_spec,
+    WindowBuffers,
+    window_spec,
 )
 from streamer.detect import AnomalyConfig, AnomalyDetector
 from streamer.metrics import SEVERITIES
 from streamer.volatility import VolatilityConfig, VolatilityDetector
-
-NONE, PENDING = -2, -1  # prediction sources of a stream during a batch
 
 
 class Predictor(Protocol):
@@ -86,9 +87,18 @@ class Scored:
     error: np.ndarray  # actual - predicted
     norm_error: np.ndarray  # error / error_scale(window)
     next_predicted: dict[str, float]  # touched stream -> forecast of its next point
-    band: dict[str, tuple[float, float]] = field(default_factory=dict)  # next-value range
     score: np.ndarray | None = None  # anomaly score |error - mu| (raw units), nan if unscored
     threshold: np.ndarray | None = None  # the stream's adaptive threshold (raw units)
+    # The volatility forecast: expected range of each touched stream's next value,
+    # predicted ± band_k * recent error sigma; arrays aligned with next_streams.
+    next_streams: list[str] = field(default_factory=list)
+    band_lower: np.ndarray = field(default_factory=lambda: np.empty(0))
+    band_upper: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    def band(self, stream: str) -> tuple[float, float]:
+        """(lower, upper) expected range of ``stream``'s next value (KeyError if untouched)."""
+        i = self.next_streams.index(stream)
+        return float(self.band_lower[i]), float(self.band_upper[i])
 
 
 @dataclass(frozen=True)
@@ -137,8 +147,8 @@ class Pipeline:
         self.target = int(model.manifest.target_index)
         cap = config.initial_capacity
         self.index = StreamIndex()
-        self.state = StateTable({**ring_spec(self.window, self.nfeat), **FORECAST_SPEC}, cap)
-        self.ring = RingBuffers(self.state, self.window)
+        self.state = StateTable({**window_spec(self.window, self.nfeat), **FORECAST_SPEC}, cap)
+        self.ring = WindowBuffers(self.state, self.window)
         self.anomaly = AnomalyDetector(config.anomaly, model.manifest.calibration, cap)
         self.volatility = VolatilityDetector(config.volatility, cap)
         self.tables = [self.state, self.anomaly.table, self.volatility.table]
@@ -262,84 +272,98 @@ class Pipeline:
         rejected: list[Rejected] = []
         rows = self._rows(points.streams, rejected)
         valid = np.flatnonzero(rows >= 0)
-        # Rank of each point within its stream (arrival order) and its stream's group id.
-        order = valid[np.argsort(rows[valid], kind="stable")]
+        order = valid[np.argsort(rows[valid], kind="stable")]  # by stream, then arrival
+        ok = self._in_order(rows[order], ts_all[order])
+        rejected.extend(Rejected(int(i), "out_of_order") for i in order[~ok])
+        order = order[ok]
         srows = rows[order]
-        first = np.r_[True, srows[1:] != srows[:-1]] if srows.size else np.zeros(0, bool)
-        gid = np.cumsum(first) - 1
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = srows[1:] != srows[:-1]
         starts = np.flatnonzero(first)
-        rank = np.arange(srows.size) - starts[gid]
-        by_round = np.lexsort((order, rank))  # round-major, arrival order inside a round
-        bounds = np.flatnonzero(np.r_[True, np.diff(rank[by_round]) != 0, True])
+        gid = np.cumsum(first) - 1  # stream group of each accepted point
+        p = np.arange(len(order)) - starts[gid]  # its rank in the group = its round
         g_rows = srows[starts]
-        src = np.where(self.state["has_pred"][g_rows], PENDING, NONE)
-        windows: list[np.ndarray] = []
-        k = 0
-        sc_idx, sc_src, sc_row, sc_round, sc_prev = [], [], [], [], []
-        for r in range(len(bounds) - 1):
-            sel = by_round[bounds[r] : bounds[r + 1]]
-            idx, rr, gg = order[sel], srows[sel], gid[sel]
-            ts = ts_all[idx]
-            ok = ts > self.state["last_ts"][rr]
-            rejected.extend(Rejected(int(i), "out_of_order") for i in idx[~ok])
-            idx, rr, gg, ts = idx[ok], rr[ok], gg[ok], ts[ok]
-            has = src[gg] != NONE
-            sc_idx.append(idx[has])
-            sc_src.append(src[gg[has]])
-            sc_row.append(rr[has])
-            sc_round.append(np.full(int(has.sum()), r))
-            sc_prev.append(self.ring.last_values(rr[has])[:, self.target])
-            self.ring.push(rr, values[idx], ts)
-            full = self.state["count"][rr] == self.window
-            windows.append(self.ring.gather(rr[full]))
-            src[gg[full]] = k + np.arange(int(full.sum()))
-            k += int(full.sum())
-        x = np.concatenate(windows) if windows else np.empty((0, self.window, self.nfeat))
-        preds = np.empty(0)
-        scales = np.empty(0)
-        if len(x):
-            preds = np.asarray(self.model.predict(x), dtype=np.float64)
-            scales = np.asarray(self.model.error_scale(x), dtype=np.float64)
-        cat = lambda a, dt: np.concatenate(a).astype(dt) if a else np.empty(0, dt)  # noqa: E731
-        s_idx, s_src, s_row = cat(sc_idx, np.int64), cat(sc_src, np.int64), cat(sc_row, np.intp)
-        s_round, s_prev = cat(sc_round, np.int64), cat(sc_prev, np.float64)
-        mine = s_src >= 0
-        srci = np.where(mine, s_src, 0)
-        predicted = np.where(mine, preds[srci] if k else 0.0, self.state["pred"][s_row])
-        scale = np.where(mine, scales[srci] if k else 1.0, self.state["pred_scale"][s_row])
+        counts = np.diff(np.append(starts, len(order)))
+        lasts = starts + counts - 1
+        count0 = self.state["count"][g_rows]
+        has0 = self.state["has_pred"][g_rows]
+        hist = self.ring.extend(g_rows, counts, values[order], ts_all[order[lasts]])
+        # A point whose window (ending at it) is full needs a forecast for the next point.
+        makes = count0[gid] + p + 1 >= self.window
+        win_id = np.cumsum(makes) - 1
+        k = int(makes.sum())
+        preds, scales = np.empty(0), np.empty(0)
+        if k:
+            x = np.ascontiguousarray(hist.windows(gid[makes], p[makes]))
+            preds = np.asarray(self.model.predict(x), dtype=np.float64).reshape(k)
+            scales = np.asarray(self.model.error_scale(x), dtype=np.float64).reshape(k)
+        # Scored: the stream's first point against its pending forecast, later ones against
+        # the forecast from the window that ended at the point before.
+        scored = np.where(p == 0, has0[gid], count0[gid] + p >= self.window)
+        sj = np.flatnonzero(scored)
+        s_idx, s_row, s_round = order[sj], srows[sj], p[sj]
+        src = np.where(s_round > 0, win_id[np.maximum(sj - 1, 0)], 0)
+        pend = s_round == 0
+        predicted = np.where(pend, self.state["pred"][s_row], preds[src] if k else 0.0)
+        scale = np.where(pend, self.state["pred_scale"][s_row], scales[src] if k else 1.0)
         actual = values[s_idx, self.target]
         error = actual - predicted
         with np.errstate(divide="ignore", invalid="ignore"):
             z = error / scale
-        # Forecasts made in this batch become the streams' pending forecasts.
-        made = src >= 0
-        self.state["pred"][g_rows[made]] = preds[src[made]]
-        self.state["pred_scale"][g_rows[made]] = scales[src[made]]
+        prev = hist.before(gid[sj], s_round)[:, self.target].astype(np.float64)
+        made = makes[lasts]  # the newest window of each stream gives its pending forecast
+        self.state["pred"][g_rows[made]] = preds[win_id[lasts[made]]]
+        self.state["pred_scale"][g_rows[made]] = scales[win_id[lasts[made]]]
         self.state["has_pred"][g_rows[made]] = True
         score, thr, events = self._detect(points.streams, s_idx, s_row, s_round, ts_all,
-                                          actual, predicted, error, scale, s_prev)  # fmt: skip
+                                          actual, predicted, error, scale, prev)  # fmt: skip
         touched = g_rows[self.state["has_pred"][g_rows]]
         nxt = self.state["pred"][touched]
         lo, hi = self.volatility.band(touched, nxt)
         ids = self.index.ids
         names = [ids[r] for r in touched]
         o = np.argsort(s_idx, kind="stable")
-        scored = Scored(
+        scored_ = Scored(
             s_idx[o], predicted[o], actual[o], error[o], z[o],
-            dict(zip(names, nxt.tolist(), strict=True)),
-            dict(zip(names, zip(lo.tolist(), hi.tolist(), strict=True), strict=True)),
-            score[o], thr[o],
+            dict(zip(names, nxt.tolist(), strict=True)), score[o], thr[o], names, lo, hi,
         )  # fmt: skip
         events.sort(key=lambda e: (e.index, e.type))
         rejected.sort(key=lambda j: j.index)
-        return Result(scored, events, rejected)
+        return Result(scored_, events, rejected)
+
+    def _in_order(self, srows: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """Accepted[i]: ts[i] is later than the stream's last ts and than every earlier point
+        of the stream in this batch (``srows`` grouped by stream, arrival order inside).
+
+        One segmented running maximum: each group's sequence is its stored last ts followed
+        by its points; dense ranks plus a per-group offset keep groups apart without int64
+        overflow (timestamps may be hostile)."""
+        if not len(ts):
+            return np.zeros(0, dtype=bool)
+        first = np.ones(len(ts), dtype=bool)
+        first[1:] = srows[1:] != srows[:-1]
+        starts = np.flatnonzero(first)
+        gid = np.cumsum(first) - 1
+        ng = len(starts)
+        seq = np.concatenate([self.state["last_ts"][srows[starts]], ts])
+        rank = np.unique(seq, return_inverse=True)[1].reshape(-1).astype(np.int64)
+        key = np.concatenate([np.arange(ng), gid]).astype(np.int64) * (int(rank.max()) + 1) + rank
+        pos = np.concatenate([starts + np.arange(ng), np.arange(len(ts)) + gid + 1])
+        line = np.empty(len(seq), dtype=np.int64)
+        line[pos] = key
+        best = np.maximum.accumulate(line)
+        return key[ng:] > best[pos[ng:] - 1]
 
     def _detect(
         self, streams: list[str], idx: np.ndarray, rows: np.ndarray, rounds: np.ndarray,
         ts_all: np.ndarray, actual: np.ndarray, predicted: np.ndarray, error: np.ndarray,
         scale: np.ndarray, prev: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, list[Event]]:  # fmt: skip
-        """Run both detectors round by round over the scored points (finite ones only)."""
+        """Run both detectors round by round over the scored points (finite ones only).
+
+        The touched rows' detector state is copied into a dense working set once, the rounds
+        run on it (a round holding every touched stream, the common case, indexes it with a
+        plain slice), and it is written back once."""
         score = np.full(len(idx), np.nan)
         thr = np.full(len(idx), np.nan)
         events: list[Event] = []
@@ -347,13 +371,20 @@ class Pipeline:
         if not fin.size:
             return score, thr, events
         fin = fin[np.argsort(rounds[fin], kind="stable")]
+        touched, local = np.unique(rows[fin], return_inverse=True)
+        an_t, vo_t = self.anomaly.table.take(touched), self.volatility.table.take(touched)
         cuts = np.flatnonzero(np.r_[True, np.diff(rounds[fin]) != 0, True])
         for a, b in itertools.pairwise(cuts):
             j = fin[a:b]
-            rr, ts = rows[j], ts_all[idx[j]]
-            quiet = self.volatility.collapsed(rr)
-            an = self.anomaly.update(rr, error[j], scale[j], predicted[j], ts, quiet)
-            vo = self.volatility.update(rr, error[j], actual[j] - prev[j], ts)
+            lr = local[a:b]
+            rr: np.ndarray | slice = slice(None) if b - a == len(touched) else lr
+            ts = ts_all[idx[j]]
+            if isinstance(rr, slice):  # every touched stream, in local-row order
+                o = np.argsort(lr)
+                j, ts = j[o], ts[o]
+            quiet = self.volatility.collapsed(rr, vo_t)
+            an = self.anomaly.update(rr, error[j], scale[j], predicted[j], ts, quiet, an_t)
+            vo = self.volatility.update(rr, error[j], actual[j] - prev[j], ts, vo_t)
             score[j], thr[j] = an.score, an.threshold
             for kind, step in (("anomaly", an), ("volatility", vo)):
                 tr = step.transitions
@@ -366,4 +397,6 @@ class Pipeline:
                               float(step.score[m]), float(step.threshold[m]),
                               SEVERITIES[int(tr.severity[m])], int(tr.episode_start[m]))
                     )  # fmt: skip
+        self.anomaly.table.put(touched, an_t)
+        self.volatility.table.put(touched, vo_t)
         return score, thr, events

@@ -35,7 +35,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from streamer.buffers import Column, IntArray, StateTable
+from streamer.buffers import Column, Columns, IntArray, Rows, StateTable
 from streamer.detect import (
     EPISODE_SPEC,
     SQRT_HALF_PI,
@@ -131,10 +131,16 @@ class VolatilityDetector:
         self.table.reset(rows)
 
     def update(
-        self, rows: IntArray, error: np.ndarray, dv: np.ndarray, ts_ms: np.ndarray
+        self,
+        rows: Rows,
+        error: np.ndarray,
+        dv: np.ndarray,
+        ts_ms: np.ndarray,
+        table: Columns | None = None,
     ) -> VolatilityStep:
-        """Learn one finite (error, x_t - x_{t-1}) per distinct row, then judge the regime."""
-        c, t = self.cfg, self.table
+        """Learn one finite (error, x_t - x_{t-1}) per distinct row, then judge the regime.
+        ``table`` defaults to :attr:`table`; the pipeline passes a dense working copy."""
+        c, t = self.cfg, self.table if table is None else table
         n = t["n_seen"][rows] + 1
         armed = n > c.warmup
         learn_long = ~t["open"][rows] | (t["ep_len"][rows] > c.relearn_after)
@@ -169,9 +175,10 @@ class VolatilityDetector:
         threshold = np.where(r >= 1.0, c.burst_ratio, 1.0 / c.collapse_ratio)
         return VolatilityStep(fold, threshold, tr)
 
-    def collapsed(self, rows: IntArray) -> np.ndarray:
+    def collapsed(self, rows: Rows, table: Columns | None = None) -> np.ndarray:
         """Rows with an open collapse episode (flat-line / drop-out to a constant)."""
-        return self.table["open"][rows] & self.table["collapse"][rows]
+        t = self.table if table is None else table
+        return t["open"][rows] & t["collapse"][rows]
 
     def sigma(self, rows: IntArray) -> np.ndarray:
         """Recent error scale (raw units): sqrt(pi/2) * short EWMA of |error|."""

@@ -1,10 +1,10 @@
-"""streamer.buffers: ring buffers against a plain deque oracle, tables, rows, state bytes.
+"""streamer.buffers: window buffers against a plain deque oracle, tables, rows, state bytes.
 
-Ring of window 3, pushes p0..p4 (``h`` = head, the slot the next value goes to)::
+Window 3, one row; extend() with p0 p1 then p2 p3 p4 (one call each)::
 
-    after p0: [p0 .  . ] h=1 count=1
-    after p2: [p0 p1 p2] h=0 count=3      gather -> p0 p1 p2
-    after p4: [p3 p4 p2] h=2 count=3      gather -> p2 p3 p4
+    after [p0 p1]:     win [0  p0 p1]  count 2       flat [0 0 0 | p0 p1]
+    after [p2 p3 p4]:  win [p2 p3 p4]  count 3       flat [0 p0 p1 | p2 p3 p4]
+    window ending at p3 (new point 1): flat[base + 1 + 1 : ...] = [p1 p2 p3]
 """
 
 from __future__ import annotations
@@ -18,55 +18,74 @@ from hypothesis import strategies as st
 
 from streamer.buffers import (
     Column,
-    RingBuffers,
     StateCodec,
     StateTable,
     StreamIndex,
-    ring_spec,
+    WindowBuffers,
+    window_spec,
 )
 
 
-def make_ring(window: int, features: int = 1, capacity: int = 2) -> RingBuffers:
-    return RingBuffers(StateTable(ring_spec(window, features), capacity), window)
+def make_buffers(window: int, features: int = 1, capacity: int = 2) -> WindowBuffers:
+    return WindowBuffers(StateTable(window_spec(window, features), capacity), window)
 
 
-def test_ring_timeline_from_the_docstring() -> None:
-    ring = make_ring(3)
+def test_timeline_from_the_docstring() -> None:
+    buf = make_buffers(3)
     row = np.array([0])
-    for i in range(5):
-        ring.push(row, np.array([[float(i)]]), np.array([i]))
-        if i == 0:
-            assert ring.table["head"][0] == 1 and ring.table["count"][0] == 1
-        if i == 2:
-            np.testing.assert_array_equal(ring.gather(row)[0, :, 0], [0, 1, 2])
-    np.testing.assert_array_equal(ring.table["ring"][0, :, 0], [3, 4, 2])
-    np.testing.assert_array_equal(ring.gather(row)[0, :, 0], [2, 3, 4])
-    assert ring.last_values(row)[0, 0] == 4 and ring.table["last_ts"][0] == 4
+    buf.extend(row, np.array([2]), np.array([[0.5], [1.5]]), np.array([2]))
+    np.testing.assert_array_equal(buf.table["win"][0, :, 0], [0, 0.5, 1.5])
+    assert buf.table["count"][0] == 2
+    h = buf.extend(row, np.array([3]), np.array([[2.5], [3.5], [4.5]]), np.array([5]))
+    np.testing.assert_array_equal(buf.table["win"][0, :, 0], [2.5, 3.5, 4.5])
+    np.testing.assert_array_equal(h.windows(np.array([0]), np.array([1]))[0, :, 0], [1.5, 2.5, 3.5])
+    assert h.before(np.array([0]), np.array([0]))[0, 0] == 1.5
+    assert buf.last_values(row)[0, 0] == 4.5 and buf.table["last_ts"][0] == 5 == h.base[0] + 5
 
 
 @settings(max_examples=60, deadline=None)
 @given(
     st.integers(2, 6),
-    st.lists(st.lists(st.integers(0, 3), min_size=1, max_size=4, unique=True), max_size=40),
+    st.lists(st.dictionaries(st.integers(0, 3), st.integers(1, 8), min_size=1), max_size=15),
 )
-def test_ring_equals_a_deque_per_stream(window: int, rounds: list[list[int]]) -> None:
-    """Many rounds of pushes to several rows at once == one deque(maxlen=window) per row."""
-    ring = make_ring(window, features=2, capacity=4)
-    oracle = {r: deque(maxlen=window) for r in range(4)}
+def test_extend_equals_a_deque_per_stream(window: int, batches: list[dict[int, int]]) -> None:
+    """Batches appending several points to several rows == one deque(maxlen=window) per row,
+    and every window History hands out == the deque right after that point."""
+    buf = make_buffers(window, features=2, capacity=4)
+    oracle: dict[int, deque] = {r: deque(maxlen=window) for r in range(4)}
     v = 0.0
-    for rnd in rounds:
-        rows = np.array(rnd, dtype=np.intp)
-        vals = np.array([[v + i, -(v + i)] for i in range(len(rnd))])
-        for r, x in zip(rnd, vals, strict=True):
-            oracle[r].append(x)
-        ring.push(rows, vals, np.full(len(rows), int(v)))
-        v += len(rnd)
-        got = ring.gather(np.arange(4))
+    for batch in batches:
+        rows = np.array(sorted(batch), dtype=np.intp)
+        counts = np.array([batch[r] for r in rows], dtype=np.intp)
+        vals = np.array([[v + i, -(v + i)] for i in range(int(counts.sum()))])
+        v += len(vals)
+        expect_windows, expect_before, gs, ps = [], [], [], []
+        at = 0
+        for g, (r, c) in enumerate(zip(rows, counts, strict=True)):
+            for p in range(c):
+                before = oracle[r][-1] if oracle[r] else None
+                oracle[r].append(vals[at])
+                at += 1
+                if len(oracle[r]) == window:
+                    expect_windows.append(np.array(oracle[r]))
+                    expect_before.append(before)
+                    gs.append(g)
+                    ps.append(p)
+        h = buf.extend(rows, counts, vals, np.zeros(len(rows), dtype=np.int64))
+        got = h.windows(np.array(gs, dtype=np.intp), np.array(ps, dtype=np.intp))
+        for want, have in zip(expect_windows, got, strict=True):
+            np.testing.assert_array_equal(have, want)
+        befores = h.before(np.array(gs, dtype=np.intp), np.array(ps, dtype=np.intp))
+        for want_b, have_b in zip(expect_before, befores, strict=True):
+            if want_b is not None:
+                np.testing.assert_array_equal(have_b, want_b)
         for r in range(4):
             n = len(oracle[r])
-            assert ring.table["count"][r] == n
-            if n == window:
-                np.testing.assert_array_equal(got[r], np.array(oracle[r]))
+            assert buf.table["count"][r] == n
+            if n:
+                np.testing.assert_array_equal(
+                    buf.table["win"][r, window - n :], np.array(oracle[r])
+                )
 
 
 def test_table_grows_keeping_rows_and_defaults() -> None:
@@ -91,17 +110,17 @@ def test_stream_index_reuses_freed_rows_lowest_first() -> None:
 
 
 def test_state_codec_round_trip_and_refusals() -> None:
-    t1 = StateTable(ring_spec(3, 1), 4)
+    t1 = StateTable(window_spec(3, 1), 4)
     t2 = StateTable({"x": Column("float64"), "n": Column("int32")}, 4)
-    ring = RingBuffers(t1, 3)
-    ring.push(np.array([1, 2]), np.array([[1.5], [2.5]]), np.array([10, 20]))
+    buf = WindowBuffers(t1, 3)
+    buf.extend(np.array([1, 2]), np.array([1, 1]), np.array([[1.5], [2.5]]), np.array([10, 20]))
     t2["x"][[1, 2]] = [0.25, -1e300]
     t2["n"][[1, 2]] = [5, 6]
     codec = StateCodec([t1, t2], 3, 1)
     blobs = codec.encode(np.array([1, 2]))
     assert all(len(b) == codec.nbytes for b in blobs)
     u1, u2 = (
-        StateTable(ring_spec(3, 1), 4),
+        StateTable(window_spec(3, 1), 4),
         StateTable({"x": Column("float64"), "n": Column("int32")}, 4),
     )
     fresh = StateCodec([u1, u2], 3, 1)
@@ -111,7 +130,7 @@ def test_state_codec_round_trip_and_refusals() -> None:
     for name in t1.spec:
         np.testing.assert_array_equal(u1[name][[3, 0]], t1[name][[1, 2]])
     np.testing.assert_array_equal(u2["x"][[3, 0]], [0.25, -1e300])
-    other = StateCodec([StateTable(ring_spec(4, 1), 1), t2], 4, 1)
+    other = StateCodec([StateTable(window_spec(4, 1), 1), t2], 4, 1)
     with pytest.raises(ValueError, match="window 3 x 1 features; this model has window 4"):
         other.check("s", blobs[0])
     with pytest.raises(ValueError, match="format"):

@@ -119,7 +119,7 @@ def test_timeline_from_the_docstring() -> None:
     assert r1.scored.next_predicted == {"a": 14.0}
     r2 = p.process(pts(["a"], [5], [13.0]), 0.0)
     assert r2.scored.predicted[0] == 14.0 and r2.scored.next_predicted == {"a": 13.0}
-    lo, hi = r2.scored.band["a"]
+    lo, hi = r2.scored.band("a")
     assert lo < 13.0 < hi
     assert m.calls == [2, 1]  # one predict per process(), every window that needed one
 
@@ -154,7 +154,7 @@ def test_out_of_order_and_duplicates_are_rejected_and_unused() -> None:
     r = p.process(pts(["a", "a", "a", "b", "a", "a"], [5, 6, 6, 1, 4, 7],
                       [1.0, 2.0, 99.0, 5.0, 99.0, 3.0]), 0.0)  # fmt: skip
     assert [(j.index, j.reason) for j in r.rejected] == [(2, "out_of_order"), (4, "out_of_order")]
-    np.testing.assert_array_equal(p.ring.gather(np.array([p.index.rows["a"]]))[0, :, 0],
+    np.testing.assert_array_equal(p.state["win"][p.index.rows["a"], :, 0],
                                   [1.0, 2.0, 3.0])  # fmt: skip
     r = p.process(pts(["a"], [7], [4.0]), 0.0)  # equal to the last ts: a duplicate
     assert [j.reason for j in r.rejected] == ["out_of_order"] and not len(r.scored.index)
