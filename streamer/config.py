@@ -15,6 +15,7 @@ resolved against the config file's directory.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 import tomllib
@@ -125,7 +126,21 @@ def _env_value(env: Mapping[str, str], name: str, section: str, key: str) -> str
     return direct
 
 
+OTHER_ENV = frozenset({"LSTMAD_CONFIG"})  # read by the CLI, not part of a section
+
+
+def _check_env_names(env: Mapping[str, str]) -> None:
+    """A misspelt LSTMAD_* variable would silently not apply: refuse it, suggest the name."""
+    known = set(ENV) | {f"{n}_FILE" for n in ENV} | OTHER_ENV
+    for name in sorted(env):
+        if name.startswith("LSTMAD_") and name not in known:
+            near = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {near[0]}?" if near else ""
+            raise ConfigError(f"unknown environment variable {name}{hint}")
+
+
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    _check_env_names(env)
     for name, (section, key) in ENV.items():
         value: Any = _env_value(env, name, section, key)
         if value is None:

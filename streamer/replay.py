@@ -127,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     topic = f"file:{args.file.name}"
     out: IO[bytes] = args.output.open("wb") if args.output else sys.stdout.buffer
     dead: IO[bytes] | None = args.dead_letters.open("wb") if args.dead_letters else None
-    total = _count_rows(args.file)
+    is_csv = args.format == "csv" or (args.format == "auto" and args.file.suffix.lower() == ".csv")
+    total = _count_rows(args.file) - (1 if is_csv else 0)  # the CSV header is not a row
     n_alerts = n_dead = n_rows = 0
     bar = tqdm(total=total, unit="row", disable=args.no_progress, file=sys.stderr)
     try:

@@ -144,6 +144,16 @@ def test_env_errors_are_named(tmp_path: Path) -> None:
         cfg(env={"LSTMAD_SASL_PASSWORD_FILE": str(tmp_path / "missing")})
 
 
+def test_misspelt_env_variables_are_refused() -> None:
+    with pytest.raises(
+        ConfigError, match="LSTMAD_BOOTSTRAP_SERVER; did you mean LSTMAD_BOOTSTRAP_SERVERS"
+    ):
+        cfg(env={"LSTMAD_BOOTSTRAP_SERVER": "x:9092"})
+    assert (
+        cfg(env={"LSTMAD_CONFIG": "/etc/lstmad.toml", "OTHER": "1"}).kafka.input_topic == "metrics"
+    )
+
+
 def test_secrets_never_show(tmp_path: Path) -> None:
     env = {
         "LSTMAD_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
