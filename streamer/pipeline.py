@@ -130,6 +130,7 @@ class Result:
     rejected: list[Rejected]
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 FORECAST_SPEC = {
     "has_pred": Column("bool"),  # the window is full and pred is its forecast
     "pred": Column("float64"),  # forecast of the next point
@@ -171,8 +172,12 @@ class Pipeline:
                 f"new model has features {tuple(model.features)}, "
                 f"the running one {tuple(self.model.features)}"
             )
+        if int(model.manifest.target_index) != self.target:
+            raise ValueError(
+                f"new model forecasts {model.manifest.target!r}, the running one "
+                f"{self.model.manifest.target!r}: pending forecasts would not match"
+            )
         self.model = model
-        self.target = int(model.manifest.target_index)
         self.anomaly.set_calibration(model.manifest.calibration)  # for streams seen from now
 
     def _new_rows(self, rows: np.ndarray) -> None:
@@ -185,9 +190,11 @@ class Pipeline:
         self.anomaly.init_rows(rows)
         self.volatility.init_rows(rows)
 
-    def _rows(self, streams: list[str], rejected: list[Rejected]) -> np.ndarray:
+    def _rows(self, streams: list[str], usable: np.ndarray, rejected: list[Rejected]) -> np.ndarray:
+        """Row of each point (-1: not usable); new streams get rows up to max_streams."""
         rows = self.index.lookup(streams)
-        miss = np.flatnonzero(rows < 0)
+        rows[~usable] = -1
+        miss = np.flatnonzero((rows < 0) & usable)
         if miss.size:
             added: list[int] = []
             for i in miss:  # only points of streams never seen before
@@ -270,7 +277,11 @@ class Pipeline:
                 f"expected ({n},) and ({n}, {self.nfeat}) in the model's feature order"
             )
         rejected: list[Rejected] = []
-        rows = self._rows(points.streams, rejected)
+        # The decoder should have refused these; the core stays safe on its own: a value the
+        # model's float32 window cannot hold would poison the stream for a whole window.
+        usable = np.all(np.isfinite(values) & (np.abs(values) <= FLOAT32_MAX), axis=1)
+        rejected.extend(Rejected(int(i), "non_finite") for i in np.flatnonzero(~usable))
+        rows = self._rows(points.streams, usable, rejected)
         valid = np.flatnonzero(rows >= 0)
         order = valid[np.argsort(rows[valid], kind="stable")]  # by stream, then arrival
         ok = self._in_order(rows[order], ts_all[order])

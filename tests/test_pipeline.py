@@ -167,6 +167,14 @@ def test_stream_limit_rejects_new_streams_only() -> None:
     assert p.stream_count() == 2
 
 
+def test_non_finite_and_float32_overflowing_values_are_rejected() -> None:
+    p = Pipeline(Persistence(window=3), CFG)
+    r = p.process(pts(["a", "b", "a", "a"], [1, 1, 2, 3], [1.0, np.nan, 1e39, -np.inf]), 0.0)
+    assert [(j.index, j.reason) for j in r.rejected] == [
+        (1, "non_finite"), (2, "non_finite"), (3, "non_finite")]  # fmt: skip
+    assert p.stream_count() == 1 and p.state["count"][p.index.rows["a"]] == 1
+
+
 def test_points_of_the_wrong_shape_are_refused() -> None:
     p = Pipeline(Persistence(), CFG)
     with pytest.raises(ValueError, match=r"values shape \(2, 2\).*expected \(2,\) and \(2, 1\)"):
@@ -249,6 +257,11 @@ def test_set_model_keeps_state_and_refuses_mismatches() -> None:
         p.set_model(Persistence(window=4))
     with pytest.raises(ValueError, match=r"features \('close', 'volume'\)"):
         p.set_model(Persistence(window=3, features=("close", "volume")))
+    two = Pipeline(Persistence(window=3, features=("close", "volume")), CFG)
+    other = Persistence(window=3, features=("close", "volume"))
+    other.manifest = mf.parse(good_dict(window=3, features=["close", "volume"], target="volume"))
+    with pytest.raises(ValueError, match="forecasts 'volume', the running one 'close'"):
+        two.set_model(other)
 
 
 class Broken(Persistence):
