@@ -27,7 +27,7 @@ import numpy as np
 from streamer import alerts
 from streamer.config import Config
 from streamer.http import Health
-from streamer.kafka_io import KafkaIO, Message
+from streamer.kafka_io import Batch, KafkaIO
 from streamer.metrics import Metrics
 from streamer.scoring import Outputs, Scorer, observe_many
 from streamer.sdnotify import SdNotify
@@ -96,11 +96,11 @@ class Daemon:
 
     def step(self) -> None:
         """One loop iteration; see the module docstring."""
-        messages = self.io.poll(self.cfg.kafka.poll_timeout_ms)
+        batch = self.io.poll(self.cfg.kafka.poll_timeout_ms)
         mono = self.mono()
         self._tick(mono)
-        if messages:
-            self._handle(messages)
+        if batch.messages:
+            self._handle(batch)
         self.router.maybe_reload(mono)
         if mono >= self._next_evict:
             self._evict()
@@ -122,19 +122,16 @@ class Daemon:
             self.notify.ready(f"serving {len(assigned)} partitions")
             log.info("ready", extra={"fields": {"partitions": list(self.health.assigned)}})
 
-    def _handle(self, messages: list[Message]) -> None:
-        out = self.scorer.score(messages, self.wall())
+    def _handle(self, batch: Batch) -> None:
+        out = self.scorer.score(batch.messages, self.wall())
         self._publish(out)
         self.io.deliver(self.cfg.kafka.flush_timeout_s)
         acked = self.wall()
-        kafka_ts = np.fromiter((m.timestamp_ms for m in messages), np.int64, len(messages))
-        observe_many(self.metrics.end_to_end_seconds, np.maximum(0.0, acked - kafka_ts / 1e3))
+        observe_many(
+            self.metrics.end_to_end_seconds, np.maximum(0.0, acked - out.kafka_ts_ms / 1e3)
+        )
         self._count_alerts(out)
-        next_offsets: dict[tuple[str, int], int] = {}
-        for m in messages:
-            tp = (m.topic, m.partition)
-            next_offsets[tp] = max(next_offsets.get(tp, 0), m.offset + 1)
-        self.io.commit(next_offsets)
+        self.io.commit(batch.next_offsets)
         self.batches += 1
 
     def _count_alerts(self, out: Outputs) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from streamer.kafka_config import KafkaConfig
@@ -33,6 +33,14 @@ class Message:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int
+
+
+@dataclass
+class Batch:
+    """One poll: the messages, and per partition the next offset to read (what to commit)."""
+
+    messages: list[Message] = field(default_factory=list)
+    next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
 
 
 class DeliveryError(RuntimeError):
@@ -108,7 +116,7 @@ class KafkaIO:
         self._consumer.subscribe([self.cfg.input_topic], listener=_listener(self))
         self.broker_ok = True
 
-    def poll(self, timeout_ms: int) -> list[Message]:
+    def poll(self, timeout_ms: int) -> Batch:
         try:
             batches = self._consumer.poll(
                 timeout_ms=timeout_ms, max_records=self.cfg.max_poll_records
@@ -118,12 +126,14 @@ class KafkaIO:
             self.metrics.kafka_errors.labels("poll").inc()
             raise
         self.broker_ok = True
-        out: list[Message] = []
+        out = Batch()
         for tp, records in batches.items():
-            out.extend(
+            out.messages.extend(
                 Message(tp.topic, tp.partition, r.offset, r.key, r.value, r.timestamp)
                 for r in records
             )
+            if records:  # records of a partition come in offset order
+                out.next_offsets[(tp.topic, tp.partition)] = records[-1].offset + 1
         return out
 
     def reachable(self) -> bool:

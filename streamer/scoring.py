@@ -53,6 +53,8 @@ class Outputs:
     predictions: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
     points: int = 0  # valid points accepted by the pipelines
     invalid: Counter[str] = field(default_factory=Counter)
+    # Kafka timestamps (ms) of the batch's messages, for the end-to-end latency histogram.
+    kafka_ts_ms: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
 
 
 class Scorer:
@@ -82,7 +84,9 @@ class Scorer:
         vals: list[list[tuple[float, ...]]] = [[] for _ in range(n_routes)]
         idx: list[list[int]] = [[] for _ in range(n_routes)]
         features = self.router.features_of
+        out.kafka_ts_ms = np.empty(len(messages), np.int64)
         for i, msg in enumerate(messages):
+            out.kafka_ts_ms[i] = msg.timestamp_ms
             d = decode(msg.value, msg.key, features, self.limits, now_ms)
             if isinstance(d, Invalid):
                 self._dead(out, msg, d.reason, d.detail, now)

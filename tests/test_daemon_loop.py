@@ -21,7 +21,7 @@ from streamer import config
 from streamer.daemon import Daemon
 from streamer.decode import Limits
 from streamer.http import Health
-from streamer.kafka_io import DeliveryError, Message
+from streamer.kafka_io import Batch, DeliveryError, Message
 from streamer.metrics import Metrics
 from streamer.routing import Router
 from streamer.scoring import Scorer
@@ -40,12 +40,16 @@ class RecordingIO:
     def open(self) -> None:
         self.calls.append(("open", None))
 
-    def poll(self, timeout_ms: int) -> list[Message]:
+    def poll(self, timeout_ms: int) -> Batch:
         if not self.batches:
             if self.stop_after is not None:
                 self.stop_after()
-            return []
-        return self.batches.pop(0)
+            return Batch()
+        msgs = self.batches.pop(0)
+        nxt: dict[tuple[str, int], int] = {}
+        for m in msgs:
+            nxt[(m.topic, m.partition)] = m.offset + 1
+        return Batch(msgs, nxt)
 
     def reachable(self) -> bool:
         return True
