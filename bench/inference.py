@@ -4,7 +4,8 @@ For the reference architecture (``bench.reference``: LSTM 100 -> LSTM 100 -> Den
 exported with tf2onnx) and for the daemon's default model file, this measures, with the same
 thread count everywhere (default 1, the daemon's default):
 
-- ``keras_predict``: one ``model.predict`` call per window, how the reference material serves;
+- ``keras_predict``: one ``model.predict`` call per window, how the reference material serves
+  (for the default model: its architecture as the trainer builds it from ``config.toml``);
 - ``ort_per_point``: one ``session.run`` per window, the window sliced from a series each time;
 - ``ort_batch_B``: one ``session.run`` per batch of B windows, B in 1, 8, 64, 512, 4096;
 - ``ort_stateful_batch_B``: where a stateful single-step export exists, one ``session.run``
@@ -29,6 +30,7 @@ from bench.timing import measure
 BATCHES = (1, 8, 64, 512, 4096)
 TARGET_RATIO = 300.0
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "streamer" / "models" / "default.onnx"
+TRAINING_CONFIG = DEFAULT_MODEL.parent.parent.parent / "config.toml"  # trains default.onnx
 COMMAND = "python -m bench inference"
 
 
@@ -103,6 +105,24 @@ def default_model_rates(path: Path, threads: int, budget_s: float) -> dict[str, 
     return _ort_rates(m.predict, windows, budget_s)
 
 
+def default_keras_rate(config: Path, budget_s: float) -> float:
+    """Per-point Keras ``predict`` of the default model's architecture, built by the trainer
+    from ``[training]`` of ``config`` (untrained weights: speed does not depend on them)."""
+    from training import config as tc
+    from training import graph
+
+    cfg = tc.load(config)
+    serve = graph.build(cfg, np.ones(len(cfg.features))).serve
+    windows = series_windows(64, cfg.window, len(cfg.features))
+    k = iter(range(10**9))
+
+    def one() -> None:
+        i = next(k) % len(windows)
+        serve.predict(windows[i : i + 1], verbose=0)
+
+    return 1.0 / measure(one, min_calls=20, budget_s=budget_s).per_call
+
+
 def stateful_rates(path: Path, threads: int, budget_s: float) -> dict[str, float]:
     """Per-point throughput of a stateful single-step export (``training.stateful``): one
     ``session.run`` advances B streams by one point, its ``*_next`` outputs fed back as state.
@@ -164,12 +184,18 @@ def run_bench(
     )
     if model.exists():
         drates = default_model_rates(model, threads, budget_s)
-        details["default_model"] = {"path": str(model), **drates}
+        dkeras = default_keras_rate(TRAINING_CONFIG, budget_s) if model == DEFAULT_MODEL else None
+        details["default_model"] = {"path": str(model), "keras_predict": dkeras, **drates}
+        if dkeras:
+            figures.append(
+                report.figure("inference", "default keras_predict", dkeras, "points/s", COMMAND)
+            )
+        base, base_name = (dkeras, "default keras") if dkeras else (keras, "ref keras")
         for name, rate in drates.items():
             figures.append(report.figure("inference", f"default {name}", rate, "points/s", COMMAND))
             figures.append(
                 report.figure(
-                    "inference", f"default {name} / ref keras", rate / keras, "x", COMMAND
+                    "inference", f"default {name} / {base_name}", rate / base, "x", COMMAND
                 )
             )
     else:
