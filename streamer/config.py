@@ -26,6 +26,7 @@ from typing import Any
 
 from streamer.kafka_config import KafkaConfig
 from streamer.metrics import MAX_LABELLED_STREAMS
+from streamer.pipeline import DetectConfig
 from streamer.tables import ConfigError, build
 
 __all__ = ["Config", "ConfigError", "KafkaConfig", "build", "from_dict", "load", "redacted"]
@@ -77,7 +78,7 @@ class StateConfig:
 class Config:
     kafka: KafkaConfig
     model: ModelConfig
-    detect: Any  # streamer.pipeline.DetectConfig (the core's dataclass)
+    detect: DetectConfig  # the scoring core's own dataclass
     metrics: MetricsConfig
     log: LogConfig
     state: StateConfig
@@ -106,12 +107,6 @@ ENV: dict[str, tuple[str, str]] = {
     "LSTMAD_LOG_LEVEL": ("log", "level"),
 }
 SECRETS = frozenset({"sasl_password", "ssl_password"})
-
-
-def _detect_classes() -> type:
-    from streamer import pipeline
-
-    return pipeline.DetectConfig
 
 
 def _env_value(env: Mapping[str, str], name: str, section: str, key: str) -> str | None:
@@ -231,7 +226,7 @@ def from_dict(raw: Mapping[str, Any], base: Path, env: Mapping[str, str] | None 
     cfg = Config(
         kafka=build(KafkaConfig, doc.get("kafka", {}), "kafka"),
         model=model,
-        detect=build(_detect_classes(), doc.get("detect", {}), "detect"),
+        detect=build(DetectConfig, doc.get("detect", {}), "detect"),
         metrics=build(MetricsConfig, doc.get("metrics", {}), "metrics"),
         log=build(LogConfig, doc.get("log", {}), "log"),
         state=build(StateConfig, doc.get("state", {}), "state"),

@@ -35,6 +35,7 @@ from streamer import model as model_mod
 from streamer.config import ModelConfig
 from streamer.manifest import ManifestError
 from streamer.metrics import Metrics
+from streamer.pipeline import DetectConfig, Pipeline
 
 log = logging.getLogger("lstmad.routing")
 CACHE_LIMIT = 1_000_000
@@ -83,7 +84,7 @@ class Route:
     globs: tuple[str, ...]
     path: Path
     model: model_mod.OnnxModel
-    pipeline: Any  # streamer.pipeline.Pipeline
+    pipeline: Pipeline
     stamp: tuple[int, int] | None
 
     @property
@@ -95,15 +96,12 @@ class Router:
     def __init__(
         self,
         cfg: ModelConfig,
-        detect: Any,
+        detect: DetectConfig,
         metrics: Metrics,
         loader: Loader | None = None,
     ):
-        from streamer.pipeline import Pipeline
-
         self.cfg = cfg
         self.metrics = metrics
-        self._pipeline_cls = Pipeline
         self._load: Loader = loader or (
             lambda p: model_mod.load(p, cfg.intra_op_threads, cfg.inter_op_threads)
         )

@@ -23,6 +23,7 @@ from streamer import alerts
 from streamer.decode import Invalid, Limits, decode
 from streamer.kafka_io import Message
 from streamer.metrics import Metrics
+from streamer.pipeline import Points, Result, Scored
 from streamer.routing import Router
 
 
@@ -66,9 +67,6 @@ class Scorer:
         predictions: bool = False,
         labelled_streams: tuple[str, ...] = (),
     ):
-        from streamer.pipeline import Points
-
-        self._points_cls = Points
         self.router = router
         self.limits = limits
         self.metrics = metrics
@@ -138,13 +136,13 @@ class Scorer:
         now: float,
     ) -> None:
         route = self.router.routes[r]
-        points = self._points_cls(
+        points = Points(
             streams=streams,
             ts_ms=np.asarray(ts, dtype=np.int64),
             values=np.asarray(vals, dtype=np.float64).reshape(len(vals), -1),
             offsets=np.asarray(idx, dtype=np.int64),
         )
-        result = route.pipeline.process(points, now)
+        result: Result = route.pipeline.process(points, now)
         for rej in result.rejected:
             msg = messages[idx[rej.index]]
             self._dead(out, msg, rej.reason, f"refused by the scoring core: {rej.reason}", now)
@@ -159,7 +157,7 @@ class Scorer:
         self._observe(result.scored, streams, ts, ref, out)
 
     def _observe(
-        self, sc: Any, streams: list[str], ts: list[int], ref: alerts.ModelRef, out: Outputs
+        self, sc: Scored, streams: list[str], ts: list[int], ref: alerts.ModelRef, out: Outputs
     ) -> None:
         k = len(sc.index)
         if k == 0:
