@@ -16,22 +16,28 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return corpus.generate(tmp_path_factory.mktemp("corpus"), seed=3, rows=1200)
 
 
+def test_copies_of_a_kind_are_different_draws(small: Path) -> None:
+    a = (small / "data/seasonal/level_shift_0.csv").read_text()
+    assert a != (small / "data/seasonal/level_shift_1.csv").read_text()
+
+
 def test_same_seed_same_bytes_other_seed_other_values(small: Path, tmp_path: Path) -> None:
     again = corpus.generate(tmp_path / "again", seed=3, rows=1200)
     other = corpus.generate(tmp_path / "other", seed=4, rows=1200)
-    for name in ("labels.json", "data/sine/spike.csv", "data/seasonal/clean_0.csv"):
+    for name in ("labels.json", "data/sine/spike_0.csv", "data/seasonal/clean_0.csv"):
         assert (small / name).read_bytes() == (again / name).read_bytes()
-    a = (small / "data/sine/spike.csv").read_text()
-    assert a != (other / "data/sine/spike.csv").read_text()
+    a = (small / "data/sine/spike_0.csv").read_text()
+    assert a != (other / "data/sine/spike_0.csv").read_text()
 
 
 def test_layout_covers_every_base_and_kind_plus_clean_files(small: Path) -> None:
     labels = json.loads((small / "labels.json").read_text())
     for base in corpus.BASES:
         for kind in corpus.KINDS:
-            assert len(labels[f"{base}/{kind}.csv"]) == 2
-        assert labels[f"{base}/clean_0.csv"] == []
-    assert len(labels) == len(corpus.BASES) * (len(corpus.KINDS) + 2)
+            assert len(labels[f"{base}/{kind}_0.csv"]) == 2
+            assert len(labels[f"{base}/{kind}_1.csv"]) == 2
+        assert labels[f"{base}/clean_0.csv"] == labels[f"{base}/clean_2.csv"] == []
+    assert len(labels) == len(corpus.BASES) * (2 * len(corpus.KINDS) + 3)
 
 
 def test_windows_are_nab_sized_centred_on_onsets_after_probation(small: Path) -> None:

@@ -7,8 +7,9 @@ This generator also writes ``<root>/meta.json`` (seed, per file: anomaly kind an
 each window's anomaly) so time-to-detect can be measured from the onset.
 
 Categories are the base signals (``seasonal`` metrics with a daily cycle, ``random_walk``,
-``sine``); each file carries two anomalies of one kind (spike, dip, level_shift,
-variance_burst, frequency_change, flat_line, drop_out, slow_drift) or none (``clean``).
+``sine``); each file (two per base and kind by default) carries two anomalies of one kind
+(spike, dip, level_shift, variance_burst, frequency_change, flat_line, drop_out, slow_drift)
+or none (``clean``).
 Windows follow NAB's convention: 10% of the file's length divided by its number of
 anomalies, centred on the onset. Every value stays positive (ratio normalisation is defined);
 a drop-out falls to 2% of the signal's level rather than to exactly zero.
@@ -149,8 +150,13 @@ def make_file(
     return x, onsets, windows
 
 
-def generate(root: Path, seed: int = 7, rows: int = 4000, clean_per_base: int = 2) -> Path:
-    """Write the corpus under ``root`` (see the module docstring); returns ``root``."""
+def generate(
+    root: Path, seed: int = 7, rows: int = 4000, copies: int = 2, clean_per_base: int = 3
+) -> Path:
+    """Write the corpus under ``root`` (see the module docstring); returns ``root``.
+
+    ``copies`` files per base signal and anomaly kind (``<kind>_<i>.csv``, each with its own
+    random draw), plus ``clean_per_base`` files without anomalies (``clean_<i>.csv``)."""
     rng = np.random.default_rng(seed)
     ts = timestamps(rows)
     labels: dict[str, list[list[str]]] = {}
@@ -158,7 +164,7 @@ def generate(root: Path, seed: int = 7, rows: int = 4000, clean_per_base: int = 
     files: dict[str, object] = {}
     plan: list[tuple[str, str | None, str]] = []
     for base in BASES:
-        plan += [(base, kind, f"{kind}.csv") for kind in KINDS]
+        plan += [(base, kind, f"{kind}_{i}.csv") for kind in KINDS for i in range(copies)]
         plan += [(base, None, f"clean_{i}.csv") for i in range(clean_per_base)]
     for base, kind, name in plan:
         values, onsets, windows = make_file(base, kind, rows, rng)
