@@ -283,3 +283,28 @@ class StateCodec:
             recs = chunk.view(t.record.newbyteorder("<")).reshape(len(blobs))
             t.unpack(rows, recs)
             at += size
+
+
+def in_order(last_ts: np.ndarray, rows: IntArray, ts: np.ndarray) -> np.ndarray:
+    """accepted[i]: ``ts[i]`` is later than its stream's ``last_ts[rows[i]]`` and than every
+    earlier point of the stream here (``rows`` grouped by stream, arrival order inside).
+
+    One segmented running maximum: each group's sequence is its stored last ts followed by
+    its points; dense ranks plus a per-group offset keep groups apart without int64
+    overflow (timestamps may be hostile). Rejected points never raise the maximum, so this
+    equals accepting point by point."""
+    if not len(ts):
+        return np.zeros(0, dtype=bool)
+    first = np.ones(len(ts), dtype=bool)
+    first[1:] = rows[1:] != rows[:-1]
+    starts = np.flatnonzero(first)
+    gid = np.cumsum(first) - 1
+    ng = len(starts)
+    seq = np.concatenate([last_ts[rows[starts]], ts])
+    rank = np.unique(seq, return_inverse=True)[1].reshape(-1).astype(np.int64)
+    key = np.concatenate([np.arange(ng), gid]).astype(np.int64) * (int(rank.max()) + 1) + rank
+    pos = np.concatenate([starts + np.arange(ng), np.arange(len(ts)) + gid + 1])
+    line = np.empty(len(seq), dtype=np.int64)
+    line[pos] = key
+    best = np.maximum.accumulate(line)
+    return key[ng:] > best[pos[ng:] - 1]

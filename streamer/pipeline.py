@@ -27,30 +27,26 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 import numpy as np
 
+from streamer.batch import Event, Points, Predictor, Rejected, Result, Scored
 from streamer.buffers import (
     Column,
     StateCodec,
     StateTable,
     StreamIndex,
     WindowBuffers,
+    in_order,
     window_spec,
 )
 from streamer.detect import AnomalyConfig, AnomalyDetector
 from streamer.metrics import SEVERITIES
 from streamer.volatility import VolatilityConfig, VolatilityDetector
 
-
-class Predictor(Protocol):
-    window: int
-    features: tuple[str, ...]
-    manifest: Any  # streamer.manifest.Manifest: .calibration, .target_index
-
-    def predict(self, windows: np.ndarray) -> np.ndarray: ...
-    def error_scale(self, windows: np.ndarray) -> np.ndarray: ...
+__all__ = [
+    "DetectConfig", "Event", "Pipeline", "Points", "Predictor", "Rejected", "Result", "Scored",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -67,67 +63,6 @@ class DetectConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"[detect] {name} must be an integer >= 1, got {v!r}")
-
-
-@dataclass(frozen=True)
-class Points:
-    streams: list[str]
-    ts_ms: np.ndarray
-    values: np.ndarray
-    offsets: np.ndarray | None = None
-
-
-@dataclass(frozen=True)
-class Scored:
-    """One row per point compared with a forecast, in arrival order."""
-
-    index: np.ndarray  # int64 [K] into Points
-    predicted: np.ndarray  # raw forecast made from the window before the point
-    actual: np.ndarray
-    error: np.ndarray  # actual - predicted
-    norm_error: np.ndarray  # error / error_scale(window)
-    next_predicted: dict[str, float]  # touched stream -> forecast of its next point
-    score: np.ndarray | None = None  # anomaly score |error - mu| (raw units), nan if unscored
-    threshold: np.ndarray | None = None  # the stream's adaptive threshold (raw units)
-    # The volatility forecast: expected range of each touched stream's next value,
-    # predicted ± band_k * recent error sigma; arrays aligned with next_streams.
-    next_streams: list[str] = field(default_factory=list)
-    band_lower: np.ndarray = field(default_factory=lambda: np.empty(0))
-    band_upper: np.ndarray = field(default_factory=lambda: np.empty(0))
-
-    def band(self, stream: str) -> tuple[float, float]:
-        """(lower, upper) expected range of ``stream``'s next value (KeyError if untouched)."""
-        i = self.next_streams.index(stream)
-        return float(self.band_lower[i]), float(self.band_upper[i])
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str
-    status: str
-    stream: str
-    ts_ms: int
-    index: int
-    value: float
-    predicted: float
-    error: float
-    score: float
-    threshold: float
-    severity: str
-    episode_start_ms: int
-
-
-@dataclass(frozen=True)
-class Rejected:
-    index: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class Result:
-    scored: Scored
-    events: list[Event]
-    rejected: list[Rejected]
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -284,7 +219,7 @@ class Pipeline:
         rows = self._rows(points.streams, usable, rejected)
         valid = np.flatnonzero(rows >= 0)
         order = valid[np.argsort(rows[valid], kind="stable")]  # by stream, then arrival
-        ok = self._in_order(rows[order], ts_all[order])
+        ok = in_order(self.state["last_ts"], rows[order], ts_all[order])
         rejected.extend(Rejected(int(i), "out_of_order") for i in order[~ok])
         order = order[ok]
         srows = rows[order]
@@ -341,29 +276,6 @@ class Pipeline:
         events.sort(key=lambda e: (e.index, e.type))
         rejected.sort(key=lambda j: j.index)
         return Result(scored_, events, rejected)
-
-    def _in_order(self, srows: np.ndarray, ts: np.ndarray) -> np.ndarray:
-        """Accepted[i]: ts[i] is later than the stream's last ts and than every earlier point
-        of the stream in this batch (``srows`` grouped by stream, arrival order inside).
-
-        One segmented running maximum: each group's sequence is its stored last ts followed
-        by its points; dense ranks plus a per-group offset keep groups apart without int64
-        overflow (timestamps may be hostile)."""
-        if not len(ts):
-            return np.zeros(0, dtype=bool)
-        first = np.ones(len(ts), dtype=bool)
-        first[1:] = srows[1:] != srows[:-1]
-        starts = np.flatnonzero(first)
-        gid = np.cumsum(first) - 1
-        ng = len(starts)
-        seq = np.concatenate([self.state["last_ts"][srows[starts]], ts])
-        rank = np.unique(seq, return_inverse=True)[1].reshape(-1).astype(np.int64)
-        key = np.concatenate([np.arange(ng), gid]).astype(np.int64) * (int(rank.max()) + 1) + rank
-        pos = np.concatenate([starts + np.arange(ng), np.arange(len(ts)) + gid + 1])
-        line = np.empty(len(seq), dtype=np.int64)
-        line[pos] = key
-        best = np.maximum.accumulate(line)
-        return key[ng:] > best[pos[ng:] - 1]
 
     def _detect(
         self, streams: list[str], idx: np.ndarray, rows: np.ndarray, rounds: np.ndarray,

@@ -22,6 +22,7 @@ from streamer.buffers import (
     StateTable,
     StreamIndex,
     WindowBuffers,
+    in_order,
     window_spec,
 )
 
@@ -140,3 +141,29 @@ def test_state_codec_round_trip_and_refusals() -> None:
     narrower = StateCodec([u1, StateTable({"x": Column("float32")}, 1)], 3, 1)
     with pytest.raises(ValueError, match="incompatible"):
         narrower.check("s", blobs[0])
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.sampled_from([-(2**63), -5, 0, 1, 2, 3, 7, 2**63 - 1])),
+        max_size=40,
+    ),
+    st.lists(st.sampled_from([-(2**63), 0, 2, 5, 2**62]), min_size=4, max_size=4),
+)
+def test_in_order_equals_point_by_point_acceptance(
+    points: list[tuple[int, int]], last: list[int]
+) -> None:
+    """Hostile timestamps included: same as accepting each point iff ts > the newest so far."""
+    newest = dict(enumerate(last))
+    want = []
+    for r, t in points:
+        want.append(t > newest[r])
+        if want[-1]:
+            newest[r] = t
+    rows = np.array([r for r, _ in points], dtype=np.intp)
+    order = np.argsort(rows, kind="stable")
+    ts = np.array([t for _, t in points], dtype=np.int64)
+    got = np.empty(len(points), dtype=bool)
+    got[order] = in_order(np.array(last, dtype=np.int64), rows[order], ts[order])
+    assert got.tolist() == want
