@@ -244,8 +244,7 @@ class LocalKafka:
                 "kafka.tools.StorageTool",
                 "format",
                 "--standalone",
-                "-t",
-                cluster_id,
+                f"--cluster-id={cluster_id}",  # "-t ID" breaks when the base64 ID starts with "-"
                 "-c",
                 str(props),
                 *scram,
