@@ -30,6 +30,7 @@ class KafkaConfig:
     heartbeat_interval_ms: int = 3_000
     max_poll_interval_ms: int = 300_000
     request_timeout_ms: int = 30_000
+    metadata_max_age_ms: int = 30_000  # a topic or partitions added later are seen this soon
     flush_timeout_s: float = 30.0  # waiting for the broker's acks of one batch's outputs
     shutdown_timeout_s: float = 20.0  # SIGTERM to exit, hard bound
     max_message_bytes: int = 65_536  # larger input messages are dead-lettered as too_large

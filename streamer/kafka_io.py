@@ -53,6 +53,7 @@ def client_options(cfg: KafkaConfig) -> dict[str, Any]:
         "bootstrap_servers": list(cfg.bootstrap_servers),
         "client_id": cfg.client_id,
         "request_timeout_ms": cfg.request_timeout_ms,
+        "metadata_max_age_ms": cfg.metadata_max_age_ms,
         **cfg.security_options(),
     }
 

@@ -119,7 +119,10 @@ def topics_for(base: str) -> dict[str, str]:
     }
 
 
-def create_topics(bootstrap: str, names: dict[str, int]) -> None:
+def create_topics(bootstrap: str, names: dict[str, int], timeout_s: float = 30.0) -> None:
+    """Create the topics and wait until every partition is in the cluster's metadata, so a
+    consumer group joining right after sees them (a busy broker propagates them late)."""
+    from kafka import KafkaConsumer
     from kafka.admin import KafkaAdminClient, NewTopic
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
@@ -127,6 +130,16 @@ def create_topics(bootstrap: str, names: dict[str, int]) -> None:
         admin.create_topics([NewTopic(n, p, 1) for n, p in names.items()])
     finally:
         admin.close()
+    probe = KafkaConsumer(bootstrap_servers=bootstrap, metadata_max_age_ms=200)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if all(len(probe.partitions_for_topic(n) or ()) == p for n, p in names.items()):
+                return
+            time.sleep(0.1)
+    finally:
+        probe.close()
+    raise AssertionError(f"topics {sorted(names)} not in the metadata after {timeout_s}s")
 
 
 def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes, bytes]]) -> int:
