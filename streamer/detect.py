@@ -108,6 +108,9 @@ class AnomalyConfig:
     resolve_points: int = 5  # consecutive calm points that resolve an episode
     cooldown_points: int = 10  # points after a resolve during which nothing opens
     relearn_after: int = 200  # an episode this long teaches the statistics again
+    tail_level: float = 2.0  # |u| above which a point describes the tail (peaks over threshold)
+    tail_risk: float = 1e-5  # per-point false-alarm probability the tail fit aims at
+    tail_span: float = 300.0  # EWMA span, in tail points, of the tail fit
 
     def __post_init__(self) -> None:
         _non_negative_int(self, "warmup", "cooldown_points", "relearn_after")
@@ -115,6 +118,9 @@ class AnomalyConfig:
         _positive(self, "span", "prior_points", "open_threshold", "critical_threshold")
         _positive(self, "run_threshold", "cusum_drift", "cusum_clip", "cusum_threshold")
         _positive(self, "resolve_threshold", "min_run", "resolve_points")
+        _positive(self, "tail_level", "tail_risk", "tail_span")
+        if not self.tail_risk < 0.01:
+            raise ValueError(f"[detect.anomaly] tail_risk must be < 0.01, got {self.tail_risk}")
         if not self.resolve_threshold <= self.run_threshold <= self.open_threshold:
             raise ValueError(
                 "[detect.anomaly] need resolve_threshold <= run_threshold <= open_threshold "
@@ -194,6 +200,39 @@ def step_episodes(
 
 # ---------------------------------------------------------------- anomaly detector
 
+# |Z| for a standard normal Z, above 2: P = 0.0455, excess mean 0.373, excess 2nd moment 0.254
+GAUSS_RATE, GAUSS_M1, GAUSS_M2 = 0.0455, 0.373, 0.254
+TAIL_PRIOR = 30.0  # the Gaussian prior weighs as much as this many exceedances
+# Lower bound of the Pareto shape: a Gaussian tail above 2 sigma has -0.1; lighter estimates
+# are sampling noise of the moments (one quiet stretch would otherwise narrow the threshold).
+G_MIN = -0.1
+# Upper bound: Student-t with 3 degrees of freedom has 1/3; a few early exceedances can
+# make the moment estimate approach 0.5, which would put the threshold out of reach.
+G_MAX = 0.3
+
+
+def tail_quantile(
+    rate: np.ndarray, m1: np.ndarray, m2: np.ndarray, level: float, risk: float
+) -> np.ndarray:
+    """The |u| exceeded with probability ``risk`` per point, from a generalised Pareto tail
+    (shape g, scale s by the method of moments) over ``level`` (exceeded at ``rate``)::
+
+        z = level + s / g * ((risk / rate) ** -g - 1)       (level + s * ln(rate / risk), g = 0)
+
+    (Pickands-Balkema-de Haan; the streaming form of SPOT, Siffer et al., KDD 2017.)
+    The shape is clipped to [G_MIN, G_MAX] (no lighter than Gaussian, no heavier than a
+    Student-t with 3 degrees of freedom) and z is at least ``level``."""
+    var = np.maximum(m2 - m1 * m1, 1e-12)
+    ratio = m1 * m1 / var
+    g = np.clip(0.5 * (1.0 - ratio), G_MIN, G_MAX)
+    s = 0.5 * m1 * (ratio + 1.0)
+    lr = np.log(np.maximum(rate, 1e-300) / risk)  # > 0 when the tail is fatter than the risk
+    small = np.abs(g) < 1e-6
+    gs = np.where(small, 1.0, g)
+    z = level + np.where(small, s * lr, s / gs * np.expm1(gs * lr))
+    return np.maximum(z, level)
+
+
 ANOMALY_SPEC = {
     "n_seen": Column("int32"),  # scored points
     "n_taught": Column("int32"),  # points that updated mu/mad
@@ -202,6 +241,12 @@ ANOMALY_SPEC = {
     "run": Column("int32"),  # consecutive points >= run_threshold
     "gpos": Column("float64"),  # upper CUSUM of u
     "gneg": Column("float64"),  # lower CUSUM of u
+    # Tail of |u| above tail_level (a generalised Pareto fit by moments), Gaussian prior:
+    "n_tail": Column("int32"),  # points that updated the exceedance rate
+    "n_exc": Column("int32"),  # exceedances that updated the moments
+    "rate": Column("float64", (), GAUSS_RATE),  # EWMA of 1{|u| > tail_level}
+    "m1": Column("float64", (), GAUSS_M1),  # EWMA of |u| - tail_level over exceedances
+    "m2": Column("float64", (), GAUSS_M2),  # EWMA of its square
     **EPISODE_SPEC,
 }
 SIGMA_EPS = 1e-9  # sigma floor relative to 1 + |predicted|: a constant stream stays finite
@@ -225,6 +270,7 @@ class AnomalyDetector:
     def __init__(self, cfg: AnomalyConfig, calibration: Calibration, capacity: int) -> None:
         self.cfg = cfg
         self.alpha = 2.0 / (cfg.span + 1.0)
+        self.alpha_tail = 2.0 / (cfg.tail_span + 1.0)
         self.set_calibration(calibration)
         self.table = StateTable(ANOMALY_SPEC, capacity)
 
@@ -256,12 +302,17 @@ class AnomalyDetector:
         sigma = np.maximum(mad * SQRT_HALF_PI, SIGMA_EPS * (1.0 + np.abs(predicted)))
         dev = error - mu
         u = dev / sigma
-        a = np.abs(u)
+        rate, m1, m2 = t["rate"][rows], t["m1"][rows], t["m2"][rows]
+        # Heavy tails widen every threshold: u is read in units of the tail's own quantile.
+        f = np.maximum(1.0, tail_quantile(rate, m1, m2, c.tail_level, c.tail_risk)
+                       / c.open_threshold)  # fmt: skip
+        a = np.abs(u) / f
+        uf = u / f
         warm = n_seen > c.warmup
         armed = warm & ~quiet
         hot = a >= c.run_threshold
         run = np.where(hot, t["run"][rows] + 1, 0)
-        uc = np.clip(u, -c.cusum_clip, c.cusum_clip)
+        uc = np.clip(uf, -c.cusum_clip, c.cusum_clip)
         gpos = np.where(armed, np.maximum(0.0, t["gpos"][rows] + uc - c.cusum_drift), 0.0)
         gneg = np.where(armed, np.maximum(0.0, t["gneg"][rows] - uc - c.cusum_drift), 0.0)
         g = np.maximum(gpos, gneg)
@@ -274,18 +325,32 @@ class AnomalyDetector:
         # Protection: anomalous points do not teach, except during warm-up (the prior may be
         # far off for this stream) or when an episode has gone on so long that the "anomaly"
         # is the new normal.
-        teach = (~hot | ~warm | (t["ep_len"][rows] > c.relearn_after)) & ~quiet
+        relearn = ~warm | (t["ep_len"][rows] > c.relearn_after)
+        teach = (~hot | relearn) & ~quiet
         n_taught = t["n_taught"][rows] + teach
         alpha = np.maximum(self.alpha, 1.0 / (n_taught + c.prior_points))
         t["mu"][rows] = np.where(teach, mu + alpha * dev, mu)
         t["mad"][rows] = np.where(teach, mad + alpha * (np.abs(dev) - mad), mad)
         t["n_taught"][rows] = n_taught
+        # The tail learns from every point below the open threshold (it must see the tail
+        # between run and open threshold to measure it), never from an opening point.
+        teach_tail = ((a < c.open_threshold) | relearn) & ~quiet
+        y = np.abs(u) - c.tail_level
+        exc = teach_tail & (y > 0)
+        n_tail = t["n_tail"][rows] + teach_tail
+        a_rate = np.maximum(self.alpha, 1.0 / (n_tail + c.prior_points))
+        t["rate"][rows] = np.where(teach_tail, rate + a_rate * (exc - rate), rate)
+        n_exc = t["n_exc"][rows] + exc
+        a_exc = np.maximum(self.alpha_tail, 1.0 / (n_exc + TAIL_PRIOR))
+        t["m1"][rows] = np.where(exc, m1 + a_exc * (y - m1), m1)
+        t["m2"][rows] = np.where(exc, m2 + a_exc * (y * y - m2), m2)
+        t["n_tail"][rows], t["n_exc"][rows] = n_tail, n_exc
         t["n_seen"][rows] = n_seen
         t["run"][rows] = np.where(tr.opened | tr.resolved, 0, run)
         # A fresh episode keeps its CUSUM (it is the evidence); a resolved one starts over.
         t["gpos"][rows] = np.where(tr.resolved, 0.0, gpos)
         t["gneg"][rows] = np.where(tr.resolved, 0.0, gneg)
-        return AnomalyStep(np.abs(dev), c.open_threshold * sigma, u, tr)
+        return AnomalyStep(np.abs(dev), c.open_threshold * f * sigma, u, tr)
 
     def sigma(self, rows: IntArray) -> np.ndarray:
         """The stream's current error spread (raw units)."""
