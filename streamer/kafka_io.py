@@ -114,8 +114,27 @@ class KafkaIO:
             max_poll_interval_ms=self.cfg.max_poll_interval_ms,
             **common,
         )
+        self._wait_for_topic_metadata()
         self._consumer.subscribe([self.cfg.input_topic], listener=_listener(self))
         self.broker_ok = True
+
+    def _wait_for_topic_metadata(self, timeout_s: float = 15.0) -> None:
+        """Know the input topic's partitions before joining the group.
+
+        A member that joins before its metadata has the topic is assigned nothing, and
+        the rejoin that follows can stall kafka-python 3.0's group protocol for minutes
+        (seen on a freshly created topic). A topic that does not exist yet is not an error:
+        the subscription picks it up once created (``metadata_max_age_ms``).
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._consumer.partitions_for_topic(self.cfg.input_topic):
+                return
+            time.sleep(0.2)
+        log.warning(
+            "input topic has no partitions yet; waiting for it to be created",
+            extra={"fields": {"topic": self.cfg.input_topic}},
+        )
 
     def poll(self, timeout_ms: int) -> Batch:
         try:
