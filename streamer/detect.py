@@ -62,10 +62,10 @@ from typing import ClassVar
 import numpy as np
 
 from streamer.buffers import Column, Columns, IntArray, Rows, StateTable
+from streamer.episodes import EPISODE_SPEC, Transitions, step_episodes
 from streamer.manifest import Calibration
 
 SQRT_HALF_PI = math.sqrt(math.pi / 2)  # sigma / E|x - mu| for a Gaussian
-WARNING, CRITICAL = 0, 1
 
 
 def _section(obj: object) -> str:
@@ -139,63 +139,6 @@ def calibration_sigma(cal: Calibration) -> float:
     cands = [q.get("0.5", 0.0) / 0.6745, q.get("0.9", 0.0) / 1.6449, q.get("0.99", 0.0) / 2.5758]
     sigma = max(cands)
     return sigma if math.isfinite(sigma) and sigma > 0 else 1.0
-
-
-# ---------------------------------------------------------------- episodes (shared rules)
-
-EPISODE_SPEC = {
-    "open": Column("bool"),
-    "ep_start": Column("int64"),  # event ms of the point that opened the episode
-    "ep_len": Column("int32"),  # points since it opened
-    "calm": Column("int32"),  # consecutive calm points while open
-    "cool": Column("int32"),  # points left in the cooldown after a resolve
-    "sev": Column("int8"),  # peak severity of the open episode
-}
-
-
-@dataclass(frozen=True)
-class Transitions:
-    """One round's episode changes, aligned with the round's rows."""
-
-    opened: np.ndarray  # bool
-    resolved: np.ndarray  # bool
-    severity: np.ndarray  # int8, WARNING/CRITICAL (peak for resolved)
-    episode_start: np.ndarray  # int64 ms
-
-
-def step_episodes(
-    t: Columns,
-    rows: Rows,
-    ts_ms: np.ndarray,
-    trigger: np.ndarray,
-    critical: np.ndarray,
-    calm: np.ndarray,
-    armed: np.ndarray,
-    resolve_points: int,
-    cooldown_points: int,
-) -> Transitions:
-    """Advance the episode state machine of ``rows`` by one point.
-
-    closed --(armed & trigger & cool == 0)--> open --(resolve_points calm points)--> closed
-    (then ``cooldown_points`` points during which nothing opens).
-    """
-    was_open = t["open"][rows]
-    cool = t["cool"][rows]
-    opened = ~was_open & armed & trigger & (cool == 0)
-    calm_run = np.where(was_open & calm, t["calm"][rows] + 1, 0)
-    resolved = was_open & (calm_run >= resolve_points)
-    sev = np.where(
-        opened, critical.astype(np.int8), np.maximum(t["sev"][rows], critical & was_open)
-    ).astype(np.int8)
-    now_open = (was_open & ~resolved) | opened
-    t["open"][rows] = now_open
-    t["calm"][rows] = np.where(resolved, 0, calm_run)
-    t["ep_len"][rows] = np.where(opened, 1, np.where(now_open, t["ep_len"][rows] + 1, 0))
-    t["ep_start"][rows] = np.where(opened, ts_ms, t["ep_start"][rows])
-    start = t["ep_start"][rows]
-    t["sev"][rows] = np.where(now_open, sev, 0)
-    t["cool"][rows] = np.where(resolved, cooldown_points, np.maximum(cool - ~was_open, 0))
-    return Transitions(opened, resolved, sev, start)
 
 
 # ---------------------------------------------------------------- anomaly detector

@@ -36,14 +36,8 @@ from typing import ClassVar
 import numpy as np
 
 from streamer.buffers import Column, Columns, IntArray, Rows, StateTable
-from streamer.detect import (
-    EPISODE_SPEC,
-    SQRT_HALF_PI,
-    Transitions,
-    _non_negative_int,
-    _positive,
-    step_episodes,
-)
+from streamer.detect import SQRT_HALF_PI, _non_negative_int, _positive
+from streamer.episodes import EPISODE_SPEC, Transitions, step_episodes
 
 
 @dataclass(frozen=True)

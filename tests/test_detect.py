@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streamer.buffers import StateTable
 from streamer.detect import (
     GAUSS_M1,
     GAUSS_M2,
@@ -27,6 +28,7 @@ from streamer.detect import (
     calibration_sigma,
     tail_quantile,
 )
+from streamer.episodes import EPISODE_SPEC, step_episodes
 from streamer.manifest import Calibration
 
 CAL = Calibration({"0.5": 0.6745, "0.9": 1.6449, "0.99": 2.5758}, 1.0, 1000)  # sigma0 = 1
@@ -267,3 +269,15 @@ def test_a_constant_stream_has_a_finite_threshold() -> None:
     steps = run_one(det, 0, np.zeros(50), scale=1e-6)
     assert all(math.isfinite(s.threshold[0]) and s.threshold[0] > 0 for s in steps)
     assert not any(s.transitions.opened[0] for s in steps)
+
+
+def test_episode_state_machine_timeline_from_the_episodes_docstring() -> None:
+    t = StateTable(EPISODE_SPEC, 1)
+    trigger = [0, 0, 1, 1, 1, 0, 1, 0, 0, 0, 0, 1, 0]
+    got = []
+    for i, x in enumerate(trigger):
+        fire = np.array([bool(x)])
+        tr = step_episodes(t, np.array([0]), np.array([i]), fire, np.zeros(1, bool), ~fire,
+                           np.ones(1, bool), resolve_points=3, cooldown_points=2)  # fmt: skip
+        got += [(i, "open")] * int(tr.opened[0]) + [(i, "resolved")] * int(tr.resolved[0])
+    assert got == [(2, "open"), (9, "resolved")]
