@@ -206,6 +206,8 @@ class Pipeline:
         n = len(points.streams)
         ts_all = np.asarray(points.ts_ms, dtype=np.int64)
         values = np.asarray(points.values, dtype=np.float64)
+        if n == 0 and values.size == 0:
+            values = values.reshape(0, self.nfeat)
         if ts_all.shape != (n,) or values.shape != (n, self.nfeat):
             raise ValueError(
                 f"Points: {n} streams, ts_ms shape {ts_all.shape}, values shape {values.shape}; "

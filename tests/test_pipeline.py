@@ -177,6 +177,8 @@ def test_non_finite_and_float32_overflowing_values_are_rejected() -> None:
 
 def test_points_of_the_wrong_shape_are_refused() -> None:
     p = Pipeline(Persistence(), CFG)
+    empty = p.process(Points([], np.empty(0, np.int64), np.empty(0)), 0.0)
+    assert not len(empty.scored.index) and not empty.events and not empty.rejected
     with pytest.raises(ValueError, match=r"values shape \(2, 2\).*expected \(2,\) and \(2, 1\)"):
         p.process(Points(["a", "b"], np.array([1, 2]), np.ones((2, 2))), 0.0)
     with pytest.raises(ValueError, match="max_streams must be an integer >= 1"):
