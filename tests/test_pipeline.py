@@ -400,3 +400,28 @@ def test_default_model_batched_equals_one_at_a_time() -> None:
     a = np.array([row[1:] for row in whole[0]], dtype=np.float64)
     b = np.array([row[1:] for row in pieces[0]], dtype=np.float64)
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # ORT may block batches differently
+
+
+class TargetPersistence(Persistence):
+    """Two features; forecasts the manifest's target column (``volume``, index 1)."""
+
+    def __init__(self) -> None:
+        super().__init__(window=3, features=("close", "volume"))
+        self.manifest = mf.parse(good_dict(window=3, features=["close", "volume"],
+                                           target="volume"))  # fmt: skip
+
+    def predict(self, windows: np.ndarray) -> np.ndarray:
+        return windows[:, -1, 1].astype(np.float32)
+
+    def error_scale(self, windows: np.ndarray) -> np.ndarray:
+        return error_scale(windows, 1, "zscore")
+
+
+def test_multi_feature_points_score_the_target_column() -> None:
+    p = Pipeline(TargetPersistence(), CFG)
+    vals = np.array([[1.0, 10.0], [2.0, 12.0], [3.0, 11.0], [4.0, 15.0], [5.0, 14.0]])
+    r = p.process(Points(["t"] * 5, np.arange(5), vals), 0.0)
+    np.testing.assert_array_equal(r.scored.actual, [15.0, 14.0])
+    np.testing.assert_array_equal(r.scored.predicted, [11.0, 15.0])
+    np.testing.assert_allclose(r.scored.norm_error[0], 4.0 / (np.std([10, 12, 11]) + 12e-6))
+    assert r.scored.next_predicted == {"t": 14.0}
