@@ -66,6 +66,17 @@ class DetectConfig:
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def arrival_order(idx: np.ndarray, n: int) -> np.ndarray:
+    """The permutation that sorts distinct point indexes ``idx`` (all < n): O(n), no sort."""
+    pos = np.empty(n, dtype=np.intp)
+    pos[idx] = np.arange(len(idx))
+    present = np.zeros(n, dtype=bool)
+    present[idx] = True
+    return pos[present]
+
+
 FORECAST_SPEC = {
     "has_pred": Column("bool"),  # the window is full and pred is its forecast
     "pred": Column("float64"),  # forecast of the next point
@@ -270,7 +281,7 @@ class Pipeline:
         lo, hi = self.volatility.band(touched, nxt)
         ids = self.index.ids
         names = [ids[r] for r in touched]
-        o = np.argsort(s_idx, kind="stable")
+        o = arrival_order(s_idx, n)
         scored_ = Scored(
             s_idx[o], predicted[o], actual[o], error[o], z[o],
             dict(zip(names, nxt.tolist(), strict=True)), score[o], thr[o], names, lo, hi,
@@ -302,11 +313,10 @@ class Pipeline:
         for a, b in itertools.pairwise(cuts):
             j = fin[a:b]
             lr = local[a:b]
+            # fin is grouped by stream, so a round holding every touched stream lists them
+            # in local-row order: index the working set with a plain slice.
             rr: np.ndarray | slice = slice(None) if b - a == len(touched) else lr
             ts = ts_all[idx[j]]
-            if isinstance(rr, slice):  # every touched stream, in local-row order
-                o = np.argsort(lr)
-                j, ts = j[o], ts[o]
             quiet = self.volatility.collapsed(rr, vo_t)
             an = self.anomaly.update(rr, error[j], scale[j], predicted[j], ts, quiet, an_t)
             vo = self.volatility.update(rr, error[j], actual[j] - prev[j], ts, vo_t)
