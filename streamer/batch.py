@@ -28,10 +28,10 @@ class Predictor(Protocol):
 class Points:
     """The decoded, valid points of one poll batch, in arrival order."""
 
-    streams: list[str]
-    ts_ms: np.ndarray
-    values: np.ndarray
-    offsets: np.ndarray | None = None
+    streams: list[str]  # stream id of each point
+    ts_ms: np.ndarray  # int64 [N], event time in epoch milliseconds
+    values: np.ndarray  # float64 [N, F], in the model's feature order
+    offsets: np.ndarray | None = None  # int64 [N] opaque source index; the core only carries it
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,10 @@ class Scored:
     """One row per point compared with a forecast, in arrival order."""
 
     index: np.ndarray  # int64 [K] into Points
-    predicted: np.ndarray  # raw forecast made from the window before the point
-    actual: np.ndarray
-    error: np.ndarray  # actual - predicted
-    norm_error: np.ndarray  # error / error_scale(window)
+    predicted: np.ndarray  # float64 [K] raw forecast made from the window before the point
+    actual: np.ndarray  # float64 [K] raw target value that arrived
+    error: np.ndarray  # actual - predicted (raw units; nan if the model gave no finite value)
+    norm_error: np.ndarray  # error / error_scale(window): the manifest's normalised units
     next_predicted: dict[str, float]  # touched stream -> forecast of its next point
     score: np.ndarray | None = None  # anomaly score |error - mu| (raw units), nan if unscored
     threshold: np.ndarray | None = None  # the stream's adaptive threshold (raw units)

@@ -2,7 +2,7 @@
 
 ``Pipeline.process(points, now)`` is the daemon's hot path (contract in
 ``notes/pipeline_api.md``): route points to per-stream rows, reject duplicates and
-out-of-order points, push the rest into ring buffers, run ONE ``model.predict`` for every
+out-of-order points, append the rest to the windows, run ONE ``model.predict`` for every
 window that needs a forecast, compare each point with the forecast made from the window
 before it, and run both detectors vectorised over streams.
 
