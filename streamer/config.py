@@ -72,6 +72,14 @@ class LogConfig:
 class StateConfig:
     idle_evict_s: float = 86_400.0  # a stream silent this long (event time) is evicted; 0: never
     evict_interval_s: float = 60.0  # how often the loop looks for idle streams
+    enabled: bool = True  # per-stream state checkpointed to a compacted topic, restored on assign
+    topic: str = ""  # the state topic; empty: "<[kafka] input_topic>-lstmad-state"
+    restore_timeout_s: float = 60.0  # reading a partition's states back; beyond it: exit 1
+    retry_backoff_s: float = 0.5  # first wait after a broker failure, doubled up to the max
+    retry_backoff_max_s: float = 10.0
+
+    def topic_for(self, input_topic: str) -> str:
+        return self.topic or f"{input_topic}-lstmad-state"
 
 
 @dataclass(frozen=True)
@@ -196,6 +204,17 @@ def _check_rest(cfg: Config) -> None:
         raise ConfigError("[model] reload_poll_s must be >= 0 (0: reload on SIGHUP only)")
     if cfg.state.idle_evict_s < 0 or cfg.state.evict_interval_s <= 0:
         raise ConfigError("[state] idle_evict_s must be >= 0 and evict_interval_s > 0")
+    if cfg.state.restore_timeout_s <= 0:
+        raise ConfigError("[state] restore_timeout_s must be > 0")
+    if not 0 < cfg.state.retry_backoff_s <= cfg.state.retry_backoff_max_s:
+        raise ConfigError("[state] needs 0 < retry_backoff_s <= retry_backoff_max_s")
+    if cfg.state.topic_for(cfg.kafka.input_topic) in (
+        cfg.kafka.input_topic,
+        cfg.kafka.alert_topic,
+        cfg.kafka.dlq_topic,
+        cfg.kafka.predictions_topic,
+    ):
+        raise ConfigError("[state] topic must differ from every [kafka] topic")
     for r in md.routes[:-1]:
         for g in r.streams:
             if g.strip("*") == "":

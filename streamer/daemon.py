@@ -6,17 +6,29 @@ One iteration (:meth:`Daemon.step`)::
         ─► send alerts, dead letters, predictions ─► wait for acks=all (DeliveryError: raise)
         ─► commit next offsets of the batch ─► metrics, reload check, eviction, lag
 
-Offsets are committed only after every output the batch caused was acknowledged, and the
-commit happens before the next poll, so a rebalance or a crash can at worst re-read the last
-batch (at-least-once; alert ids are deterministic, so duplicates are recognisable).
+Offsets are committed only after every output the batch caused was acknowledged and, with
+``[state] enabled``, after the state of every stream the batch touched was checkpointed and
+acknowledged (:mod:`streamer.handover`); the commit happens before the next poll, so a
+rebalance or a crash can at worst re-read the last batch, whose points the restored state
+already holds are skipped (alert ids are deterministic, so a re-sent alert is recognisable).
+Rebalances recorded by the listener are applied right after ``poll`` and before scoring:
+revoked partitions' streams are dropped, assigned ones' restored.
+
+Broker loss is not fatal: outputs not acknowledged within ``flush_timeout_s`` are sent again
+(only those) with exponential backoff (``[state] retry_backoff_s`` .. ``retry_backoff_max_s``)
+until acknowledged, a failed poll or restore is retried the same way, and meanwhile
+``/readyz`` and ``lstmad_ready`` say not ready while the loop stays live. Only fatal errors
+(authentication, TLS trust: :func:`streamer.preflight.classify`) end the loop.
 
 Crash-only: :meth:`request_stop` (SIGTERM/SIGINT) only sets a flag; the loop finishes the
-batch in hand, delivers, commits and returns 0. An exception from anywhere closes the
-clients without committing the failed batch and is re-raised for the supervisor.
+batch in hand, delivers, commits and returns 0 (during a broker outage the retry gives up
+and the batch stays uncommitted). An exception from anywhere closes the clients without
+committing the failed batch and is re-raised for the supervisor.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -24,10 +36,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from streamer import alerts
+from streamer import alerts, preflight
 from streamer.config import Config
+from streamer.handover import Handover
 from streamer.http import Health
-from streamer.kafka_io import Batch, KafkaIO
+from streamer.kafka_io import Batch, DeliveryError, KafkaIO
 from streamer.metrics import Metrics
 from streamer.scoring import Outputs, Scorer, observe_many
 from streamer.sdnotify import SdNotify
@@ -47,7 +60,10 @@ class Daemon:
         notify: SdNotify,
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
+        handover: Handover | None = None,
     ):
+        self.handover = handover
+        self._prepared = False
         self.cfg = cfg
         self.io = io
         self.scorer = scorer
@@ -96,9 +112,10 @@ class Daemon:
 
     def step(self) -> None:
         """One loop iteration; see the module docstring."""
-        batch = self.io.poll(self.cfg.kafka.poll_timeout_ms)
+        batch = self._poll()
         mono = self.mono()
         self._tick(mono)
+        self._rebalanced()
         if batch.messages:
             self._handle(batch)
         self.router.maybe_reload(mono)
@@ -122,15 +139,88 @@ class Daemon:
             self.notify.ready(f"serving {len(assigned)} partitions")
             log.info("ready", extra={"fields": {"partitions": list(self.health.assigned)}})
 
+    def _poll(self) -> Batch:
+        try:
+            return self.io.poll(self.cfg.kafka.poll_timeout_ms)
+        except Exception as exc:
+            if preflight.classify(exc):
+                raise
+            self._retry_wait("poll", exc, 0)
+            return Batch()
+
+    def _retry_wait(self, what: str, exc: BaseException, attempt: int) -> None:
+        """Not ready, still live; wait the attempt's backoff (cut short by a stop request).
+        A fatal cause (auth/TLS) or a stop request ends the retries by raising ``exc``."""
+        cause = exc.__cause__ or exc
+        if preflight.classify(cause) or self._stop.is_set():
+            raise exc
+        st = self.cfg.state
+        wait = min(st.retry_backoff_max_s, st.retry_backoff_s * 2**attempt)
+        self.health.broker_ok = False
+        self.metrics.ready.set(0)
+        self.health.last_loop = self.mono()
+        self.notify.tick(self.mono())
+        log.warning(
+            "broker unavailable; retrying",
+            extra={"fields": {"op": what, "attempt": attempt + 1, "wait_s": wait,
+                              "error": repr(exc)[:300]}},
+        )  # fmt: skip
+        self._stop.wait(wait)
+
+    def _deliver(self) -> None:
+        """Wait for the acks of everything sent; re-send only what was not acknowledged,
+        with backoff, until all is (or a stop request / a fatal error raises)."""
+        for attempt in range(1_000_000):  # bounded by the stop flag in practice
+            try:
+                self.io.deliver(self.cfg.kafka.flush_timeout_s)
+            except DeliveryError as exc:
+                self._retry_wait("deliver", exc, attempt)
+                for topic, key, value, partition in exc.failed:
+                    self.io.send(topic, key, value, partition)
+                continue
+            if attempt:
+                log.info("broker back: outputs acknowledged", extra={"fields": {"tries": attempt}})
+            return
+        raise DeliveryError("outputs never acknowledged")
+
+    def _rebalanced(self) -> None:
+        """Apply the rebalances seen during the last poll, in order, before scoring."""
+        events = getattr(self.io, "rebalance_events", [])
+        while events:
+            kind, parts = events.pop(0)
+            if kind == "revoked":
+                n = len(self.scorer.drop(set(parts)))
+                log.info("revoked streams dropped", extra={"fields": {"streams": n}})
+            elif self.handover is not None and parts:
+                self._retrying("restore", functools.partial(self._restore, parts))
+
+    def _restore(self, parts: list[int]) -> None:
+        assert self.handover is not None
+        if not self._prepared:
+            self.handover.prepare(max(self.io.input_partitions(), max(parts) + 1))
+            self._prepared = True
+        self.handover.restore(parts)
+
+    def _retrying(self, what: str, fn: Callable[[], None]) -> None:
+        for attempt in range(1_000_000):  # bounded by the stop flag in practice
+            try:
+                fn()
+                return
+            except Exception as exc:
+                self._retry_wait(what, exc, attempt)
+
     def _handle(self, batch: Batch) -> None:
         out = self.scorer.score(batch.messages, self.wall())
         self._publish(out)
-        self.io.deliver(self.cfg.kafka.flush_timeout_s)
+        self._deliver()
         acked = self.wall()
         observe_many(
             self.metrics.end_to_end_seconds, np.maximum(0.0, acked - out.kafka_ts_ms / 1e3)
         )
         self._count_alerts(out)
+        if self.handover is not None and out.touched:  # state acked before its offsets commit
+            self.handover.checkpoint(self.io, out.touched)
+            self._deliver()
         self.io.commit(batch.next_offsets)
         self.batches += 1
 
@@ -159,10 +249,13 @@ class Daemon:
         out, gone = self.scorer.evict(self.wall(), self.cfg.state.idle_evict_s)
         if out.alerts:
             self._publish(out)
-            self.io.deliver(self.cfg.kafka.flush_timeout_s)
+            self._deliver()
             self._count_alerts(out)
+        if gone and self.handover is not None:  # after the resolved alerts are acked
+            self.handover.forget(self.io, gone)
+            self._deliver()
         if gone:
-            log.info("idle streams evicted", extra={"fields": {"count": gone}})
+            log.info("idle streams evicted", extra={"fields": {"count": len(gone)}})
 
     def _lag(self) -> None:
         try:

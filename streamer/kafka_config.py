@@ -34,6 +34,7 @@ class KafkaConfig:
     flush_timeout_s: float = 30.0  # waiting for the broker's acks of one batch's outputs
     shutdown_timeout_s: float = 20.0  # SIGTERM to exit, hard bound
     max_message_bytes: int = 65_536  # larger input messages are dead-lettered as too_large
+    fetch_max_bytes: int = 16_777_216  # bound of one fetch (memory under a burst)
     max_age_s: float = 30 * 86_400.0  # points older than now - max_age_s are refused; 0: off
     max_ahead_s: float = 300.0  # points newer than now + max_ahead_s are refused
     security_protocol: str = "PLAINTEXT"
@@ -102,7 +103,8 @@ class KafkaConfig:
                 f"{tls_keys[0]} is set but security_protocol is "
                 f"{self.security_protocol}; use SSL or SASL_SSL"
             )
-        positive = ("poll_timeout_ms", "max_poll_records", "max_message_bytes", "flush_timeout_s")
+        positive = ("poll_timeout_ms", "max_poll_records", "max_message_bytes", "flush_timeout_s",
+                    "fetch_max_bytes")
         for key in (*positive, "shutdown_timeout_s"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")

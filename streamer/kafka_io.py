@@ -43,8 +43,18 @@ class Batch:
     next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
 
 
+Record = tuple[str, bytes | None, bytes | None, int | None]  # topic, key, value, partition
+
+
 class DeliveryError(RuntimeError):
-    """Outputs were not acknowledged by the broker in time; their inputs must not be committed."""
+    """Outputs were not acknowledged by the broker in time; their inputs must not be committed.
+
+    ``failed`` holds the records that were not acknowledged, for the caller to send again.
+    """
+
+    def __init__(self, message: str, failed: list[Record] | None = None) -> None:
+        super().__init__(message)
+        self.failed = failed or []
 
 
 def client_options(cfg: KafkaConfig) -> dict[str, Any]:
@@ -59,15 +69,28 @@ def client_options(cfg: KafkaConfig) -> dict[str, Any]:
 
 
 def _listener(io: KafkaIO) -> Any:
-    """Rebalance callbacks. The loop commits after every batch, so nothing is pending here."""
+    """Rebalance callbacks. They run on kafka-python's IO thread during ``poll``, so they
+    only record what changed (``io.rebalance_events``, in order); the loop thread applies
+    them after ``poll`` returns and before it scores anything (drop the revoked streams,
+    restore the assigned ones). The loop delivers, checkpoints and commits after every batch,
+    so nothing is pending at revocation; a commit that failed is forgotten there (the new
+    owner starts from the last successful commit and skips what the state already holds)."""
     from kafka import ConsumerRebalanceListener
+
+    def own(tps: Iterable[Any]) -> list[int]:
+        return sorted(tp.partition for tp in tps if tp.topic == io.cfg.input_topic)
 
     class Listener(ConsumerRebalanceListener):
         def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
+            revoked = list(revoked)
             _log_partitions("partitions revoked", revoked, io)
+            io.uncommitted.clear()
+            io.rebalance_events.append(("revoked", own(revoked)))
 
         def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+            assigned = list(assigned)
             _log_partitions("partitions assigned", assigned, io)
+            io.rebalance_events.append(("assigned", own(assigned)))
 
     return Listener()
 
@@ -85,8 +108,11 @@ class KafkaIO:
         self.rebalances = 0
         self._consumer: Any = None
         self._producer: Any = None
-        self._pending: list[Any] = []
+        self._pending: list[tuple[Any, Record]] = []
         self.broker_ok = False
+        # ("assigned" | "revoked", input partitions), appended by the rebalance listener
+        self.rebalance_events: list[tuple[str, list[int]]] = []
+        self.uncommitted: dict[TopicPartition, int] = {}  # a failed commit, retried
 
     def open(self) -> None:
         from kafka import KafkaConsumer, KafkaProducer
@@ -109,6 +135,8 @@ class KafkaIO:
             enable_auto_commit=False,
             auto_offset_reset=self.cfg.auto_offset_reset,
             max_poll_records=self.cfg.max_poll_records,
+            fetch_max_bytes=self.cfg.fetch_max_bytes,
+            max_partition_fetch_bytes=min(self.cfg.fetch_max_bytes, 1_048_576),
             session_timeout_ms=self.cfg.session_timeout_ms,
             heartbeat_interval_ms=self.cfg.heartbeat_interval_ms,
             max_poll_interval_ms=self.cfg.max_poll_interval_ms,
@@ -173,25 +201,41 @@ class KafkaIO:
     def assignment(self) -> list[TopicPartition]:
         return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())
 
-    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        self._pending.append(self._producer.send(topic, key=key, value=value))
+    def send(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+    ) -> None:
+        """Queue one record (``value`` None: a tombstone; ``partition`` None: by key)."""
+        fut = self._producer.send(topic, key=key, value=value, partition=partition)
+        self._pending.append((fut, (topic, key, value, partition)))
 
     def deliver(self, timeout_s: float) -> int:
-        """Wait until every output sent since the last call is acknowledged (acks=all)."""
+        """Wait until every output sent since the last call is acknowledged (acks=all).
+
+        Raises :class:`DeliveryError` listing the unacknowledged records if any failed or
+        were not acknowledged within ``timeout_s``."""
         pending, self._pending = self._pending, []
         if not pending:
             return 0
-        self._producer.flush(timeout=timeout_s)
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except Exception as exc:  # KafkaTimeoutError: the futures below say which failed
+            log.debug("flush incomplete", extra={"fields": {"error": repr(exc)}})
         deadline = time.monotonic() + timeout_s
-        for fut in pending:
+        failed: list[Record] = []
+        first: Exception | None = None
+        for fut, rec in pending:
             try:
                 fut.get(timeout=max(0.0, deadline - time.monotonic()))
             except Exception as exc:
-                self.metrics.kafka_errors.labels("produce").inc()
-                raise DeliveryError(
-                    f"an output was not acknowledged within {timeout_s:.0f}s: {exc!r}; "
-                    "the batch is not committed and will be re-read"
-                ) from exc
+                failed.append(rec)
+                first = first or exc
+        if failed:
+            self.metrics.kafka_errors.labels("produce").inc()
+            raise DeliveryError(
+                f"{len(failed)} of {len(pending)} outputs not acknowledged within "
+                f"{timeout_s:.0f}s: {first!r}; their inputs are not committed",
+                failed,
+            ) from first
         return len(pending)
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
@@ -201,6 +245,8 @@ class KafkaIO:
 
         if not offsets:
             return True
+        self.uncommitted.update(offsets)  # a failed commit rides along with the next one
+        offsets = dict(self.uncommitted)
         try:
             self._consumer.commit(
                 {TP(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
@@ -213,8 +259,13 @@ class KafkaIO:
                 extra={"fields": {"error": repr(exc)}},
             )
             return False
+        self.uncommitted.clear()
         self.metrics.commits.labels("ok").inc()
         return True
+
+    def input_partitions(self) -> int:
+        """Partitions of the input topic per the metadata (0 if it does not exist yet)."""
+        return len(self._consumer.partitions_for_topic(self.cfg.input_topic) or ())
 
     def lag(self) -> dict[TopicPartition, int]:
         """Messages behind the high watermark, for partitions that have been fetched."""

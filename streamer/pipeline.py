@@ -187,6 +187,16 @@ class Pipeline:
             t.reset(gone)
         return names
 
+    def drop(self, streams: Iterable[str]) -> list[str]:
+        """Forget these streams without events (their partition moved to another owner, whose
+        copy restored from the state topic carries on); returns the ones that were known."""
+        known = [s for s in streams if s in self.index.rows]
+        if known:
+            rows = self.index.remove(known)
+            for t in self.tables:
+                t.reset(rows)
+        return known
+
     def export_state(self, streams: Iterable[str]) -> dict[str, bytes]:
         """Compact, versioned bytes per known stream (unknown streams are left out)."""
         known = [s for s in streams if s in self.index.rows]

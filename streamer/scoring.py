@@ -53,6 +53,9 @@ class Outputs:
     dead: list[tuple[bytes | None, dict[str, Any]]] = field(default_factory=list)
     predictions: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
     points: int = 0  # valid points accepted by the pipelines
+    skipped: int = 0  # replayed points already applied to a restored state (not scored again)
+    # stream -> (input partition, offset of its last point in this batch): what to checkpoint
+    touched: dict[str, tuple[int, int]] = field(default_factory=dict)
     invalid: Counter[str] = field(default_factory=Counter)
     # Kafka timestamps (ms) of the batch's messages, for the end-to-end latency histogram.
     kafka_ts_ms: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
@@ -72,6 +75,9 @@ class Scorer:
         self.metrics = metrics
         self.predictions = predictions
         self.labelled = frozenset(labelled_streams)
+        # stream -> (input partition, offset of the last point applied to its state): lets a
+        # replay after a restore skip what the restored state already reflects.
+        self.applied: dict[str, tuple[int, int]] = {}
 
     def score(self, messages: list[Message], now: float) -> Outputs:
         out = Outputs()
@@ -89,6 +95,11 @@ class Scorer:
             if isinstance(d, Invalid):
                 self._dead(out, msg, d.reason, d.detail, now)
                 continue
+            seen = self.applied.get(d.stream)
+            if seen is not None and seen[0] == msg.partition and msg.offset <= seen[1]:
+                out.skipped += 1  # already in the restored state; its alerts were acked
+                continue
+            out.touched[d.stream] = (msg.partition, msg.offset)
             r = self.router.route_of(d.stream)
             streams[r].append(d.stream)
             ts[r].append(d.ts_ms)
@@ -97,26 +108,40 @@ class Scorer:
         for r in range(n_routes):
             if streams[r]:
                 self._route(out, r, messages, streams[r], ts[r], vals[r], idx[r], now)
+        self.applied.update(out.touched)
         self.metrics.points.inc(out.points)
         for reason, n in out.invalid.items():
             self.metrics.invalid.labels(reason).inc(n)
         self.metrics.active_streams.set(self.router.stream_count())
         return out
 
-    def evict(self, now: float, idle_s: float) -> tuple[Outputs, int]:
+    def evict(self, now: float, idle_s: float) -> tuple[Outputs, dict[str, int]]:
         """Free streams silent for ``idle_s`` (event time vs ``now``); their open episodes
-        resolve (alerts with ``source: null``). Returns the outputs and the evicted count."""
+        resolve (alerts with ``source: null``). Returns the outputs and the evicted streams
+        (stream -> input partition, -1 if unknown), for the state topic's tombstones."""
         out = Outputs()
-        gone = 0
+        gone: dict[str, int] = {}
         for route in self.router.routes:
             events: list[Any] = []
-            gone += len(route.pipeline.evict_idle(int(now * 1000), int(idle_s * 1000), events))
+            for s in route.pipeline.evict_idle(int(now * 1000), int(idle_s * 1000), events):
+                gone[s] = self.applied.pop(s, (-1, -1))[0]
             ref = route.ref
             for ev in events:
                 out.alerts.append((ev.stream.encode("utf-8"), alerts.alert(ev, ref, None, now)))
-        self.metrics.evicted_streams.inc(gone)
+        self.metrics.evicted_streams.inc(len(gone))
         self.metrics.active_streams.set(self.router.stream_count())
         return out, gone
+
+    def drop(self, partitions: set[int]) -> list[str]:
+        """Forget every stream last read from one of ``partitions`` (revoked: another owner
+        restores them from the state topic). No events: their episodes stay open there."""
+        names = [s for s, (p, _) in self.applied.items() if p in partitions]
+        for s in names:
+            del self.applied[s]
+        for route in self.router.routes:
+            route.pipeline.drop(names)
+        self.metrics.active_streams.set(self.router.stream_count())
+        return names
 
     def _dead(self, out: Outputs, msg: Message, reason: str, detail: str, now: float) -> None:
         src = alerts.Source(msg.topic, msg.partition, msg.offset)
@@ -146,6 +171,8 @@ class Scorer:
         for rej in result.rejected:
             msg = messages[idx[rej.index]]
             self._dead(out, msg, rej.reason, f"refused by the scoring core: {rej.reason}", now)
+            if rej.reason == "stream_limit":  # no state to checkpoint: keep applied bounded
+                out.touched.pop(streams[rej.index], None)
         out.points += len(streams) - len(result.rejected)
         ref = route.ref
         for ev in result.events:

@@ -26,6 +26,7 @@ from streamer import preflight
 from streamer.config import Config
 from streamer.daemon import Daemon
 from streamer.decode import Limits
+from streamer.handover import Handover
 from streamer.http import Health, HttpServer
 from streamer.kafka_io import KafkaIO, client_options
 from streamer.manifest import ManifestError
@@ -105,7 +106,17 @@ def build(cfg: Config) -> Service:
     k = cfg.kafka
     limits = Limits(k.max_message_bytes, int(k.max_age_s * 1000), int(k.max_ahead_s * 1000))
     scorer = Scorer(router, limits, metrics, bool(k.predictions_topic), cfg.metrics.stream_labels)
-    daemon = Daemon(cfg, KafkaIO(k, metrics), scorer, metrics, health, SdNotify.from_env())
+    handover = None
+    if cfg.state.enabled:
+        handover = Handover(
+            scorer,
+            cfg.state.topic_for(k.input_topic),
+            client_options(k),
+            cfg.state.restore_timeout_s,
+            registry,
+        )
+    io = KafkaIO(k, metrics)
+    daemon = Daemon(cfg, io, scorer, metrics, health, SdNotify.from_env(), handover=handover)
     return Service(daemon, router, http, registry)
 
 

@@ -22,6 +22,7 @@ the header is ``{"stream", "partition", "offset"}`` (offset of the last applied 
 from __future__ import annotations
 
 import json
+import logging
 import struct
 import time
 from collections.abc import Iterable, Mapping
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MAGIC = b"LSTS1"
+log = logging.getLogger("lstmad.state")
 
 
 class StateError(ValueError):
@@ -133,8 +135,15 @@ class StateStore:
                         key = r.key.decode() if r.key else ""
                         if r.value is None:
                             out.pop(key, None)
-                        else:
+                            continue
+                        try:
                             out[key] = decode(r.value)
+                        except StateError as exc:  # that stream warms up again
+                            out.pop(key, None)
+                            log.warning(
+                                "unreadable state record skipped",
+                                extra={"fields": {"stream": key, "error": str(exc)}},
+                            )
             return out
         finally:
             consumer.close()

@@ -2,7 +2,8 @@
 
 The real broker runs the same loop in tests/test_daemon_*.py; this fake only makes the
 order of operations visible: outputs are sent, then acknowledged, then offsets committed;
-a failed delivery commits nothing and re-raises; a stop request ends after the batch.
+a failed delivery is re-sent (only the unacknowledged records) until acknowledged and only
+then committed; a stop request during the retries re-raises with nothing committed.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from tests import daemon_support as ds
 
 
 class RecordingIO:
-    def __init__(self, batches: list[list[Message]], fail_delivery: bool = False):
+    def __init__(self, batches: list[list[Message]], fail_delivery: int = 0):
         self.batches = batches
-        self.fail_delivery = fail_delivery
+        self.fail_delivery = fail_delivery  # this many deliveries fail (the 2nd record unacked)
         self.calls: list[tuple[str, Any]] = []
         self.broker_ok = True
         self.stop_after: Any = None
+        self.rebalance_events: list[tuple[str, list[int]]] = []
+        self.sent: list[tuple[str, bytes | None, bytes | None, int | None]] = []
 
     def open(self) -> None:
         self.calls.append(("open", None))
@@ -57,14 +60,20 @@ class RecordingIO:
     def assignment(self) -> list[tuple[str, int]]:
         return [("in", 0), ("in", 1)]
 
-    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+    def send(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+    ) -> None:
         self.calls.append(("send", topic))
+        self.sent.append((topic, key, value, partition))
 
     def deliver(self, timeout_s: float) -> int:
+        sent, self.sent = self.sent, []
         if self.fail_delivery:
-            raise DeliveryError("not acknowledged")
+            self.fail_delivery -= 1
+            self.calls.append(("failed", len(sent)))
+            raise DeliveryError("not acknowledged", sent[-1:])
         self.calls.append(("deliver", None))
-        return 0
+        return len(sent)
 
     def commit(self, offsets: dict[tuple[str, int], int]) -> bool:
         self.calls.append(("commit", dict(offsets)))
@@ -120,10 +129,32 @@ def test_outputs_are_acknowledged_before_offsets_are_committed(tmp_path: Path) -
     assert registry.get_sample_value("lstmad_ready") == 0  # stopped
 
 
-def test_a_failed_delivery_commits_nothing_and_re_raises(tmp_path: Path) -> None:
+def test_a_failed_delivery_is_resent_then_committed(tmp_path: Path) -> None:
     streams = ds.make_streams(("spike",), "lf")
-    io = RecordingIO([messages(streams, 0, 10)], fail_delivery=True)
-    d, _ = make(io, tmp_path)
+    io = RecordingIO([messages(streams, 0, ds.AT + 3)], fail_delivery=2)
+    d, registry = make(io, tmp_path, retry_backoff_s=0.01)
+    io.stop_after = d.request_stop
+    assert d.run() == 0
+    # the spike's open alert: sent, not acked twice (re-sent each time), acked, committed
+    assert io.calls[1:] == [
+        ("send", "alerts"), ("failed", 1), ("send", "alerts"), ("failed", 1),
+        ("send", "alerts"), ("deliver", None), ("commit", {("in", 0): ds.AT + 3}), ("close", None)
+    ]  # fmt: skip
+    assert registry.get_sample_value("lstmad_ready") == 0
+
+
+def test_a_stop_during_delivery_retries_commits_nothing_and_re_raises(tmp_path: Path) -> None:
+    streams = ds.make_streams(("spike",), "lf")
+    io = RecordingIO([messages(streams, 0, 10)], fail_delivery=1_000_000)
+    d, _ = make(io, tmp_path, retry_backoff_s=0.01)
+    real = io.deliver
+
+    def deliver(timeout_s: float) -> int:
+        if io.fail_delivery < 1_000_000 - 3:
+            d.request_stop()
+        return real(timeout_s)
+
+    io.deliver = deliver  # type: ignore[method-assign]
     with pytest.raises(DeliveryError):
         d.run()
     assert not [c for c in io.calls if c[0] == "commit"]
