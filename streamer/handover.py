@@ -58,11 +58,7 @@ class Handover:
         self.store = StateStore(topic, None, client_config)
         self.client_config = dict(client_config)
         self.restore_timeout_s = restore_timeout_s
-        self.restored = Counter(
-            "lstmad_state_restored_streams",
-            "Stream states restored from the state topic on partition assignment.",
-            registry=registry,
-        )
+        self.restored = scorer.metrics.state_restored
         self.checkpoints = Counter(
             "lstmad_state_checkpoints",
             "Stream state records written to the state topic (tombstones included).",

@@ -1,10 +1,11 @@
 """SIGTERM, then a restart: every consumed point committed, no alert twice, none lost.
 
-Per-stream state does not survive the restart yet (the state topic is issue 8's work), so
-the data gives the new process a full warm-up before the second injection::
+Per-stream state survives the restart (the state topic, streamer.handover), so the second
+injection sits 40 points after the restart, less than one window (50): a process that had to
+warm up again could not score it, let alone alert::
 
     daemon A: 0 ........ 220 (anomaly 1) ...... 240 | SIGTERM, exit 0, offsets committed
-    daemon B:                                    240 .. window+warm-up .. 360 (anomaly 2) .. 480
+    daemon B:                                    240 ... 280 (spike 2) ........... 360
 """
 
 from __future__ import annotations
@@ -15,21 +16,20 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from tests import daemon_support as ds
 
 KINDS = ("spike", "dip", "level_shift", "normal")
-SPLIT, AT2 = 240, 360
+SPLIT, AT2, END = 240, 280, 360
 
 
 def two_phase(prefix: str) -> list[ds.Stream]:
     t0 = int(time.time() * 1000) - 2 * 86_400_000
     out = []
     for i, kind in enumerate(KINDS):
-        first = ds.series(kind, seed=i, n=SPLIT, at=ds.AT)
-        second = ds.series(kind, seed=i + 50, n=480 - SPLIT, at=AT2 - SPLIT)
-        out.append(ds.Stream(f"{prefix}{i}.{kind}", kind, np.concatenate([first, second]), t0))
+        values = ds.series(kind, seed=i, n=END, at=ds.AT)
+        if kind != "normal":
+            values[AT2] += 25.0 if kind != "dip" else -25.0
+        out.append(ds.Stream(f"{prefix}{i}.{kind}", kind, values, t0))
     return out
 
 
@@ -80,7 +80,7 @@ def test_restart_after_sigterm_loses_nothing_and_repeats_nothing(
     )
     assert all(ds.episode_ok(first, s) for s in anomalous), first
 
-    phase2 = ds.interleave(streams, SPLIT, 480)
+    phase2 = ds.interleave(streams, SPLIT, END)
     ds.produce(kafka_bootstrap, topics["input_topic"], phase2)
     with ds.daemon(config, port, tmp_path / "b.log") as b:
         b.wait_ready(partitions=2)
