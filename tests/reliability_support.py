@@ -114,7 +114,9 @@ def wait_all_committed(bootstrap: str, group: str, topic: str, timeout_s: float)
     )
 
 
-def alert_docs(bootstrap: str, topic: str, want: set[str], timeout_s: float) -> list[dict[str, Any]]:
+def alert_docs(
+    bootstrap: str, topic: str, want: set[str], timeout_s: float
+) -> list[dict[str, Any]]:
     """Every alert of ``topic``, read until the ids cover ``want`` (then 2 s more)."""
 
     def done(docs: list[dict[str, Any]]) -> bool:
