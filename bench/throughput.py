@@ -62,7 +62,15 @@ def wait_consumed(
     try:
         while True:
             d.check_alive()
-            m = d.scrape()
+            try:
+                m = d.scrape()
+            except OSError as exc:  # a busy daemon may drop a scrape: alive, so ask again
+                if time.monotonic() > end:
+                    raise RuntimeError(
+                        f"no scrape of the daemon before the deadline: {exc}"
+                    ) from exc
+                time.sleep(every_s)
+                continue
             got = d.consumed(m)
             samples.append((time.perf_counter(), got))
             bar.update(int(got) - bar.n)
