@@ -31,8 +31,10 @@ def write_config(
     port: int,
     predictions_topic: str = "",
     model: Path = DEFAULT_MODEL,
+    state: bool = True,
 ) -> Path:
-    """A daemon config: this broker and topics, everything else (thresholds too) default."""
+    """A daemon config: this broker and topics, everything else (thresholds too) default;
+    ``state=False`` turns the per-stream state checkpoint (``[state] enabled``) off."""
     path.write_text(
         f"""[kafka]
 bootstrap_servers = ["{bootstrap}"]
@@ -53,9 +55,19 @@ port = {port}
 [log]
 level = "WARNING"
 format = "text"
+
+[state]
+enabled = {"true" if state else "false"}
 """
     )
     return path
+
+
+def _term_with_parent() -> None:
+    """In the child: SIGTERM when the benchmark dies, however it dies (PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -115,7 +127,9 @@ class Daemon:
         cmd = [sys.executable, "-m", "streamer", "serve", "--config", str(self.config)]
         if self.profile is not None:  # cProfile writes the dump when serve exits on SIGTERM
             cmd[1:1] = ["-m", "cProfile", "-o", str(self.profile)]
-        self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=REPO)
+        self.proc = subprocess.Popen(
+            cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=REPO, preexec_fn=_term_with_parent
+        )
         logf.close()
         return self
 

@@ -9,7 +9,11 @@ In the same run and on the same topic:
   before and after the daemon, the better of the two kept (the machine is shared);
 - the daemon (``python -m streamer serve``, a child process, default config apart from the
   broker and topics): points/s between 10% and 90% of M from its ``lstmad_points_total``
-  (scraped every 0.1 s), and its RSS (``VmRSS``) once every point was consumed.
+  (scraped every 0.1 s), and its RSS (``VmRSS``) once every point was consumed; at <= 1,000
+  streams once more with the per-stream state checkpoint off, to show what it costs.
+  From 10,000 streams (``--state-off-from``) the checkpoint is off: the memory phases
+  would otherwise re-publish every stream's state at every batch and take far longer than
+  the benchmark's time budget.
 
 Latency: the same default config, 1,000 streams warmed up with 60 points each, then points
 produced live at half the daemon's measured maximum rate (1,000 streams) for
@@ -40,16 +44,10 @@ from tqdm import tqdm
 from bench import report
 from bench.daemon_proc import Daemon, histogram_buckets, write_config
 from bench.kafka_load import bare_rate, messages, produce, producer, quantile, rate_10_90
+from bench.throughput_figures import LATENCY_RUNS, figures
 
-COMMAND = "python -m bench throughput"
 E2E = "lstmad_end_to_end_seconds"
 WARM_POINTS = 60  # > window 50: every live point has a prediction
-# (results key, label, share of the daemon's max rate at 1,000 streams, predictions topic on)
-LATENCY_RUNS = (
-    ("latency", "alerts only, 1/2 max", 0.5, False),  # the target's condition
-    ("latency_quarter", "alerts only, 1/4 max", 0.25, False),
-    ("latency_predictions", "+predictions, 1/4 max", 0.25, True),
-)
 
 
 def wait_consumed(
@@ -83,10 +81,30 @@ def wait_consumed(
         bar.close()
 
 
-def run_streams(
-    bootstrap: str, work: Path, streams: int, points: int, bare: bool, profile: bool
+def run_daemon(
+    bootstrap: str, work: Path, topic: str, total: int, state: bool, prof: Path | None
 ) -> dict[str, Any]:
-    """One stream count: produce, bare consumer, daemon; rates and RSS."""
+    """The daemon (own consumer group) over the whole topic: its rate and final RSS."""
+    port = Daemon.port_for()
+    name = f"{topic}-{'state' if state else 'nostate'}"
+    cfg = write_config(work / f"{name}.toml", bootstrap, topic, f"g-{name}", port, state=state)
+    with Daemon(cfg, port, work / f"{name}.log", profile=prof) as d:
+        d.wait_metrics(60)
+        samples, last = wait_consumed(d, total, 60 + total / 1000)
+        return {
+            "daemon_points_per_s": rate_10_90(samples, total),
+            "rss_bytes": d.rss_bytes(),
+            "active_streams": last.get("lstmad_active_streams", float("nan")),
+            "invalid": d.consumed(last) - last.get("lstmad_points_total", 0.0),
+            "state_checkpoint": state,
+        }
+
+
+def run_streams(
+    bootstrap: str, work: Path, streams: int, points: int, bare: bool, profile: bool, state: bool
+) -> dict[str, Any]:
+    """One stream count: produce, bare consumer, daemon; rates and RSS. With ``bare`` the
+    daemon also runs once more with the state checkpoint off (the checkpoint's cost)."""
     topic = f"bench-{streams}-{uuid.uuid4().hex[:8]}"
     total = streams * points
     start_ms = int(time.time() * 1000) - 1000 * (points + 10)
@@ -95,16 +113,11 @@ def run_streams(
     deadline = 60 + total / 2000
     if bare:
         out["bare_points_per_s"] = bare_rate(bootstrap, topic, total, deadline)
-    port = Daemon.port_for()
-    cfg = write_config(work / f"{topic}.toml", bootstrap, topic, f"g-{topic}", port)
     prof = work / f"{topic}.pstats" if profile else None
-    with Daemon(cfg, port, work / f"{topic}.log", profile=prof) as d:
-        d.wait_metrics(60)
-        samples, last = wait_consumed(d, total, deadline)
-        out["daemon_points_per_s"] = rate_10_90(samples, total)
-        out["rss_bytes"] = d.rss_bytes()
-        out["active_streams"] = last.get("lstmad_active_streams", float("nan"))
-        out["invalid"] = d.consumed(last) - last.get("lstmad_points_total", 0.0)
+    out.update(run_daemon(bootstrap, work, topic, total, state, prof))
+    if bare and state:
+        off = run_daemon(bootstrap, work, topic, total, False, None)
+        out["daemon_points_per_s_state_off"] = off["daemon_points_per_s"]
     if prof is not None:
         out["profile_top"] = Daemon.profile_summary(prof)
     if bare:
@@ -161,62 +174,12 @@ def run_latency(
     }
 
 
-def figures(res: dict[str, Any]) -> list[report.Figure]:
-    figs: list[report.Figure] = []
-    b = "throughput"
-    runs = {r["streams"]: r for r in res["runs"]}
-    for n, r in runs.items():
-        cmd = COMMAND
-        figs.append(
-            report.figure(b, f"daemon @{n} streams", r["daemon_points_per_s"], "points/s", cmd)
-        )
-        if "bare_points_per_s" in r:
-            figs.append(
-                report.figure(
-                    b, f"bare consumer @{n} streams", r["bare_points_per_s"], "points/s", cmd
-                )
-            )
-            target = report.at_least(r["ratio"], 0.5) if n == 1000 else None
-            figs.append(report.figure(b, f"daemon/bare @{n} streams", r["ratio"], "", cmd, target))
-        figs.append(
-            report.figure(b, f"daemon RSS @{n} streams", r["rss_bytes"] / 2**20, "MiB", cmd)
-        )
-    if "per_stream_rss_bytes" in res:
-        v = res["per_stream_rss_bytes"]
-        figs.append(
-            report.figure(
-                b,
-                f"RSS per stream ({res['per_stream_rss_between']})",
-                v,
-                "bytes",
-                COMMAND,
-                report.at_most(v, 2048),
-            )
-        )
-    if "rss_per_stream_total_bytes" in res:
-        big = max(runs)
-        v = res["rss_per_stream_total_bytes"]
-        figs.append(report.figure(b, f"whole RSS / streams @{big}", v, "bytes", COMMAND))
-    for key, label, _, _ in LATENCY_RUNS:
-        if key not in res:
-            continue
-        lat = res[key]
-        rate = lat["achieved_rate"]
-        figs.append(report.figure(b, f"live rate, {label}", rate, "points/s", COMMAND))
-        figs.append(
-            report.figure(b, f"p50 produce->output, {label}", lat["p50_s"] * 1e3, "ms", COMMAND)
-        )
-        p99 = lat["p99_s"] * 1000
-        target = report.at_most(p99, 100) if key == "latency" else None
-        figs.append(report.figure(b, f"p99 produce->output, {label}", p99, "ms", COMMAND, target))
-        figs.append(
-            report.figure(b, f"share <= 100 ms, {label}", lat["share_within_100ms"], "", COMMAND)
-        )
-    return figs
-
-
 def run_bench(
-    streams: list[int], points: dict[int, int], live_seconds: float, profile: bool
+    streams: list[int],
+    points: dict[int, int],
+    live_seconds: float,
+    profile: bool,
+    state_off_from: int = 10_000,
 ) -> dict[str, Any]:
     from streamer.localkafka import LocalKafka
 
@@ -226,7 +189,13 @@ def run_bench(
         for n in streams:
             print(f"throughput: {n} streams x {points[n]} points ...", flush=True)
             r = run_streams(
-                kafka.bootstrap, work, n, points[n], bare=n <= 1000, profile=profile and n == 1000
+                kafka.bootstrap,
+                work,
+                n,
+                points[n],
+                bare=n <= 1000,
+                profile=profile and n == 1000,
+                state=n < state_off_from,
             )
             res["runs"].append(r)
         runs = {r["streams"]: r for r in res["runs"]}
@@ -265,6 +234,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds of live production for the latency figure (0: skip)",
     )
     parser.add_argument(
+        "--state-off-from",
+        type=int,
+        default=10_000,
+        help="from this many streams the state checkpoint is off (memory phases; default 10000)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="run the 1,000-stream daemon under cProfile and print its top",
@@ -279,6 +254,7 @@ def run(args: argparse.Namespace) -> int:
         dict(zip(args.streams, args.points, strict=True)),
         args.live_seconds,
         args.profile,
+        args.state_off_from,
     )
     figs = figures(res)
     report.print_table(figs)

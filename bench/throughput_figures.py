@@ -1,0 +1,75 @@
+"""The throughput benchmark's figures, with their targets (issue 7), from its result dict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import report
+
+COMMAND = "python -m bench throughput"
+# (results key, label, share of the daemon's max rate at 1,000 streams, predictions topic on)
+LATENCY_RUNS = (
+    ("latency", "alerts only, 1/2 max", 0.5, False),  # the target's condition
+    ("latency_quarter", "alerts only, 1/4 max", 0.25, False),
+    ("latency_predictions", "+predictions, 1/4 max", 0.25, True),
+)
+
+
+def figures(res: dict[str, Any]) -> list[report.Figure]:
+    figs: list[report.Figure] = []
+    b = "throughput"
+    runs = {r["streams"]: r for r in res["runs"]}
+    for n, r in runs.items():
+        cmd = COMMAND
+        state = "" if r["state_checkpoint"] else ", state off"
+        figs.append(
+            report.figure(
+                b, f"daemon @{n} streams{state}", r["daemon_points_per_s"], "points/s", cmd
+            )
+        )
+        if "daemon_points_per_s_state_off" in r:
+            v = r["daemon_points_per_s_state_off"]
+            figs.append(report.figure(b, f"daemon @{n} streams, state off", v, "points/s", cmd))
+        if "bare_points_per_s" in r:
+            figs.append(
+                report.figure(
+                    b, f"bare consumer @{n} streams", r["bare_points_per_s"], "points/s", cmd
+                )
+            )
+            target = report.at_least(r["ratio"], 0.5) if n == 1000 else None
+            figs.append(report.figure(b, f"daemon/bare @{n} streams", r["ratio"], "", cmd, target))
+        figs.append(
+            report.figure(b, f"daemon RSS @{n} streams", r["rss_bytes"] / 2**20, "MiB", cmd)
+        )
+    if "per_stream_rss_bytes" in res:
+        v = res["per_stream_rss_bytes"]
+        figs.append(
+            report.figure(
+                b,
+                f"RSS per stream ({res['per_stream_rss_between']})",
+                v,
+                "bytes",
+                COMMAND,
+                report.at_most(v, 2048),
+            )
+        )
+    if "rss_per_stream_total_bytes" in res:
+        big = max(runs)
+        v = res["rss_per_stream_total_bytes"]
+        figs.append(report.figure(b, f"whole RSS / streams @{big}", v, "bytes", COMMAND))
+    for key, label, _, _ in LATENCY_RUNS:
+        if key not in res:
+            continue
+        lat = res[key]
+        rate = lat["achieved_rate"]
+        figs.append(report.figure(b, f"live rate, {label}", rate, "points/s", COMMAND))
+        figs.append(
+            report.figure(b, f"p50 produce->output, {label}", lat["p50_s"] * 1e3, "ms", COMMAND)
+        )
+        p99 = lat["p99_s"] * 1000
+        target = report.at_most(p99, 100) if key == "latency" else None
+        figs.append(report.figure(b, f"p99 produce->output, {label}", p99, "ms", COMMAND, target))
+        figs.append(
+            report.figure(b, f"share <= 100 ms, {label}", lat["share_within_100ms"], "", COMMAND)
+        )
+    return figs
