@@ -40,7 +40,7 @@ from streamer import alerts, preflight
 from streamer.config import Config
 from streamer.handover import Handover
 from streamer.http import Health
-from streamer.kafka_io import Batch, DeliveryError, KafkaIO
+from streamer.kafka_io import Batch, DeliveryError, KafkaIO, Record
 from streamer.metrics import Metrics
 from streamer.scoring import Outputs, Scorer, observe_many
 from streamer.sdnotify import SdNotify
@@ -91,7 +91,7 @@ class Daemon:
     def run(self) -> int:
         self.health.models_loaded = True
         try:
-            self.io.open()
+            self._retrying("open", self.io.open)  # a broker still down at start-up
             self.notify.status("joining the consumer group")
             while not self._stop.is_set():
                 self.step()
@@ -168,19 +168,31 @@ class Daemon:
         self._stop.wait(wait)
 
     def _deliver(self) -> None:
-        """Wait for the acks of everything sent; re-send only what was not acknowledged,
-        with backoff, until all is (or a stop request / a fatal error raises)."""
+        """Wait for the acks of everything sent; on failure replace the producer and re-send
+        only what was not acknowledged, with backoff, until all is (or a stop request or a
+        fatal error raises)."""
+        failed: list[Record] | None = None
+        exc: BaseException
         for attempt in range(1_000_000):  # bounded by the stop flag in practice
             try:
+                if failed is not None:
+                    self.io.reset_producer()
+                    for topic, key, value, partition in failed:
+                        self.io.send(topic, key, value, partition)
                 self.io.deliver(self.cfg.kafka.flush_timeout_s)
-            except DeliveryError as exc:
-                self._retry_wait("deliver", exc, attempt)
-                for topic, key, value, partition in exc.failed:
-                    self.io.send(topic, key, value, partition)
-                continue
-            if attempt:
-                log.info("broker back: outputs acknowledged", extra={"fields": {"tries": attempt}})
-            return
+            except DeliveryError as e:
+                failed, exc = e.failed, e
+            except Exception as e:  # the new producer could not bootstrap yet
+                if failed is None or preflight.classify(e):
+                    raise
+                exc = e
+            else:
+                if attempt:
+                    log.info(
+                        "broker back: outputs acknowledged", extra={"fields": {"tries": attempt}}
+                    )
+                return
+            self._retry_wait("deliver", exc, attempt)
         raise DeliveryError("outputs never acknowledged")
 
     def _rebalanced(self) -> None:

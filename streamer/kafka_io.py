@@ -115,21 +115,11 @@ class KafkaIO:
         self.uncommitted: dict[TopicPartition, int] = {}  # a failed commit, retried
 
     def open(self) -> None:
-        from kafka import KafkaConsumer, KafkaProducer
+        from kafka import KafkaConsumer
 
+        self.close(timeout_s=0)  # what a failed earlier attempt left
         common = client_options(self.cfg)
-        self._producer = KafkaProducer(
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=5,
-            max_in_flight_requests_per_connection=5,
-            # kafka-python requires delivery > linger + request timeout; deliver() waits
-            # flush_timeout_s either way and treats anything unacknowledged as a failure.
-            delivery_timeout_ms=max(
-                int(self.cfg.flush_timeout_s * 1000), self.cfg.request_timeout_ms + 1000
-            ),
-            **common,
-        )
+        self._producer = self._new_producer()
         self._consumer = KafkaConsumer(
             group_id=self.cfg.group_id,
             enable_auto_commit=False,
@@ -145,6 +135,37 @@ class KafkaIO:
         self._wait_for_topic_metadata()
         self._consumer.subscribe([self.cfg.input_topic], listener=_listener(self))
         self.broker_ok = True
+
+    def _new_producer(self) -> Any:
+        from kafka import KafkaProducer
+
+        return KafkaProducer(
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_in_flight_requests_per_connection=5,
+            # kafka-python requires delivery > linger + request timeout; deliver() waits
+            # flush_timeout_s either way and treats anything unacknowledged as a failure.
+            delivery_timeout_ms=max(
+                int(self.cfg.flush_timeout_s * 1000), self.cfg.request_timeout_ms + 1000
+            ),
+            # a replacement made while the broker is down fails fast; the loop retries it
+            bootstrap_timeout_ms=min(self.cfg.request_timeout_ms, 10_000),
+            **client_options(self.cfg),
+        )
+
+    def reset_producer(self) -> None:
+        """Replace the producer after a delivery failure: one whose batches expired keeps
+        idempotence sequence state the broker no longer matches, and its re-sends can stall
+        after the broker is back. Unacknowledged records are the caller's to send again."""
+        old, self._producer = self._producer, None
+        self._pending = []
+        if old is not None:
+            try:
+                old.close(timeout=0)
+            except Exception as exc:
+                log.debug("producer close failed", extra={"fields": {"error": repr(exc)}})
+        self._producer = self._new_producer()  # raises while no broker answers
 
     def _wait_for_topic_metadata(self, timeout_s: float = 15.0) -> None:
         """Know the input topic's partitions before joining the group.

@@ -54,7 +54,7 @@ class PacedFeed(threading.Thread):
         bootstrap, topic, feed, seconds, rounds = self.args
         producer = KafkaProducer(
             bootstrap_servers=bootstrap, acks="all", linger_ms=10, delivery_timeout_ms=180_000,
-            request_timeout_ms=5000, reconnect_backoff_max_ms=1000,
+            request_timeout_ms=5000, reconnect_backoff_max_ms=1000, enable_idempotence=True,
         )  # fmt: skip
         try:
             step = max(1, len(feed) // rounds)
@@ -71,6 +71,29 @@ class PacedFeed(threading.Thread):
         finally:
             producer.close(timeout=10)
             self.done.set()
+
+
+def topic_feed(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[tuple[bytes, bytes]]:
+    """What ``topic`` really holds, partition after partition in offset order: the data the
+    daemon read (a producer retrying through an outage may have reordered its own sends)."""
+    from kafka import KafkaConsumer
+    from kafka.structs import TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        got: dict[int, list[tuple[bytes, bytes]]] = {tp.partition: [] for tp in tps}
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            assert time.monotonic() < deadline, f"reading {topic} back took over {timeout_s}s"
+            for tp, records in consumer.poll(timeout_ms=500, max_records=20_000).items():
+                got[tp.partition].extend((r.key, r.value) for r in records)
+        return [kv for p in sorted(got) for kv in got[p]]
+    finally:
+        consumer.close()
 
 
 def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:

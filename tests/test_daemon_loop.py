@@ -75,6 +75,9 @@ class RecordingIO:
         self.calls.append(("deliver", None))
         return len(sent)
 
+    def reset_producer(self) -> None:
+        self.calls.append(("reset", None))
+
     def commit(self, offsets: dict[tuple[str, int], int]) -> bool:
         self.calls.append(("commit", dict(offsets)))
         return True
@@ -137,8 +140,9 @@ def test_a_failed_delivery_is_resent_then_committed(tmp_path: Path) -> None:
     assert d.run() == 0
     # the spike's open alert: sent, not acked twice (re-sent each time), acked, committed
     assert io.calls[1:] == [
-        ("send", "alerts"), ("failed", 1), ("send", "alerts"), ("failed", 1),
-        ("send", "alerts"), ("deliver", None), ("commit", {("in", 0): ds.AT + 3}), ("close", None)
+        ("send", "alerts"), ("failed", 1), ("reset", None), ("send", "alerts"), ("failed", 1),
+        ("reset", None), ("send", "alerts"), ("deliver", None),
+        ("commit", {("in", 0): ds.AT + 3}), ("close", None),
     ]  # fmt: skip
     assert registry.get_sample_value("lstmad_ready") == 0
 
