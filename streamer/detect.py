@@ -8,7 +8,17 @@ What it computes per stream and point, from the raw error ``e = actual - predict
 1. Per-stream adaptive normalisation. ``mu`` and ``mad`` are EWMAs of ``e`` and of
    ``|e - mu|`` (span ``span``; over the first points a running mean weighted against a
    prior of ``prior_points`` points). ``sigma = sqrt(pi/2) * mad`` (Gaussian-consistent) and
-   the score is ``u = (e - mu) / sigma``, two-sided: dips count as much as spikes.
+   the deviation is ``d = e - mu``, two-sided: dips count as much as spikes.
+   Whitening: a model that lags a smooth signal leaves autocorrelated errors (lag-1
+   autocorrelation ~0.7 on slow sines, ~-0.5 on daily cycles, measured on the default
+   model), whose slow swings inflate the spread and hide a dip. The point score is the
+   innovation of a per-stream AR(1) fit of ``d``: ``w = d - phi * d_prev`` with ``phi =
+   c01 / c00`` (EWMAs of ``d * d_prev`` and ``d_prev^2``, clipped to ``±max_phi``) and
+   ``u = w / sigma_w`` (``sigma_w`` from the EWMA of ``|w|``, same rule as ``sigma``).
+   After a protected point ``d_prev`` is 0, so an outlier does not echo in the next score.
+   Measured on corpora of seeds 11 and 12 (not the benchmark's): window recall +0.04-0.05,
+   NAB standard +4, all sine dips found. The CUSUM (5.) keeps the raw ``d / sigma``: a
+   sustained shift is exactly what whitening would cancel.
 2. The prior comes from the manifest's calibration (validation residuals in normalised
    units): ``sigma0 = max(q50/0.674, q90/1.645, q99/2.576)`` (the most cautious of the
    three, so a heavy-tailed model starts wide and narrows online) times the stream's first
@@ -20,7 +30,7 @@ What it computes per stream and point, from the raw error ``e = actual - predict
    is that over ``open_threshold``. Gaussian errors keep ``f = 1``; Laplace errors get
    ``f ~ 2`` (measured on 5,000-point streams: 10-60 false alarms without it, 0-3 with).
    Every u-threshold below (run, critical, resolve, CUSUM) is read in units of ``u / f``.
-   Events report ``score = |e - mu|`` and ``threshold = open_threshold * f * sigma`` in raw
+   Events report ``score = |w|`` and ``threshold = open_threshold * f * sigma_w`` in raw
    units, beside the raw ``error``.
 4. Protection (river's ``protect_anomaly_detector``): a point with
    ``|u|/f >= run_threshold`` does not teach ``mu``/``mad`` (nor the tail, above
@@ -118,6 +128,7 @@ class AnomalyConfig:
     tail_level: float = 2.0  # |u| above which a point describes the tail (peaks over threshold)
     tail_risk: float = 1e-5  # per-point false-alarm probability the tail fit aims at
     tail_span: float = 300.0  # EWMA span, in tail points, of the tail fit
+    max_phi: float = 0.9  # |lag-1 autocorrelation| the whitening uses at most (0: off)
 
     def __post_init__(self) -> None:
         _non_negative_int(self, "warmup", "cooldown_points", "relearn_after")
@@ -126,6 +137,8 @@ class AnomalyConfig:
         _positive(self, "run_threshold", "cusum_drift", "cusum_clip", "cusum_threshold")
         _positive(self, "resolve_threshold", "min_run", "resolve_points")
         _positive(self, "tail_level", "tail_risk", "tail_span")
+        if not (isinstance(self.max_phi, int | float) and 0 <= self.max_phi < 1):
+            raise ValueError(f"[detect.anomaly] max_phi must be in [0, 1), got {self.max_phi!r}")
         if not self.tail_risk < 0.01:
             raise ValueError(f"[detect.anomaly] tail_risk must be < 0.01, got {self.tail_risk}")
         if not self.resolve_threshold <= self.run_threshold <= self.open_threshold:
@@ -188,6 +201,11 @@ ANOMALY_SPEC = {
     "n_taught": Column("int32"),  # points that updated mu/mad
     "mu": Column("float64"),  # EWMA of the raw error
     "mad": Column("float64"),  # EWMA of |error - mu|
+    # Whitening (AR(1) of the deviation d = error - mu): innovation w = d - phi * d_prev.
+    "d_prev": Column("float64"),  # the previous taught deviation (0 after a protected point)
+    "c00": Column("float64"),  # EWMA of d_prev^2
+    "c01": Column("float64"),  # EWMA of d * d_prev
+    "mad_w": Column("float64"),  # EWMA of |w|
     "run": Column("int32"),  # consecutive points >= run_threshold
     "gpos": Column("float64"),  # upper CUSUM of u
     "gneg": Column("float64"),  # lower CUSUM of u
@@ -204,9 +222,9 @@ SIGMA_EPS = 1e-9  # sigma floor relative to 1 + |predicted|: a constant stream s
 
 @dataclass(frozen=True)
 class AnomalyStep:
-    """Per point of the round: ``score`` = |e - mu| and ``threshold`` = open_threshold *
-    sigma (raw units, before this point taught the statistics), ``u`` = the signed score in
-    sigmas, and the episode transitions."""
+    """Per point of the round: ``score`` = |w| (the whitened deviation) and ``threshold`` =
+    open_threshold * f * sigma_w (raw units, before this point taught the statistics),
+    ``u`` = w / sigma_w, the signed score in sigmas, and the episode transitions."""
 
     score: np.ndarray
     threshold: np.ndarray
@@ -251,18 +269,28 @@ class AnomalyDetector:
         mad = np.where(n_seen == 1, self.mad0 * scale, t["mad"][rows])
         sigma = np.maximum(mad * SQRT_HALF_PI, SIGMA_EPS * (1.0 + np.abs(predicted)))
         dev = error - mu
-        u = dev / sigma
+        # Point score on the innovation of an AR(1) fit of the deviation: a model lagging a
+        # smooth signal leaves autocorrelated errors whose slow swings hide a dip.
+        c00, c01, d_prev = t["c00"][rows], t["c01"][rows], t["d_prev"][rows]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            phi = np.where(c00 > 0, c01 / c00, 0.0)
+        phi = np.clip(np.nan_to_num(phi), -c.max_phi, c.max_phi)
+        w = dev - phi * d_prev
+        mad_w = np.where(n_seen == 1, mad, t["mad_w"][rows])
+        sigma_w = np.maximum(mad_w * SQRT_HALF_PI, SIGMA_EPS * (1.0 + np.abs(predicted)))
+        u = w / sigma_w
+        u_raw = dev / sigma
         rate, m1, m2 = t["rate"][rows], t["m1"][rows], t["m2"][rows]
         # Heavy tails widen every threshold: u is read in units of the tail's own quantile.
         f = np.maximum(1.0, tail_quantile(rate, m1, m2, c.tail_level, c.tail_risk)
                        / c.open_threshold)  # fmt: skip
         a = np.abs(u) / f
-        uf = u / f
         warm = n_seen > c.warmup
         armed = warm & ~quiet
         hot = a >= c.run_threshold
         run = np.where(hot, t["run"][rows] + 1, 0)
-        uc = np.clip(uf, -c.cusum_clip, c.cusum_clip)
+        # The CUSUM accumulates the raw deviation: a sustained shift is what it looks for.
+        uc = np.clip(u_raw / f, -c.cusum_clip, c.cusum_clip)
         gpos = np.where(armed, np.maximum(0.0, t["gpos"][rows] + uc - c.cusum_drift), 0.0)
         gneg = np.where(armed, np.maximum(0.0, t["gneg"][rows] - uc - c.cusum_drift), 0.0)
         g = np.maximum(gpos, gneg)
@@ -281,6 +309,10 @@ class AnomalyDetector:
         alpha = np.maximum(self.alpha, 1.0 / (n_taught + c.prior_points))
         t["mu"][rows] = np.where(teach, mu + alpha * dev, mu)
         t["mad"][rows] = np.where(teach, mad + alpha * (np.abs(dev) - mad), mad)
+        t["mad_w"][rows] = np.where(teach, mad_w + alpha * (np.abs(w) - mad_w), mad_w)
+        t["c00"][rows] = np.where(teach, c00 + alpha * (d_prev * d_prev - c00), c00)
+        t["c01"][rows] = np.where(teach, c01 + alpha * (dev * d_prev - c01), c01)
+        t["d_prev"][rows] = np.where(teach, dev, 0.0)
         t["n_taught"][rows] = n_taught
         # The tail learns from every point below the open threshold (it must see the tail
         # between run and open threshold to measure it), never from an opening point.
@@ -300,7 +332,7 @@ class AnomalyDetector:
         # A fresh episode keeps its CUSUM (it is the evidence); a resolved one starts over.
         t["gpos"][rows] = np.where(tr.resolved, 0.0, gpos)
         t["gneg"][rows] = np.where(tr.resolved, 0.0, gneg)
-        return AnomalyStep(np.abs(dev), c.open_threshold * f * sigma, u, tr)
+        return AnomalyStep(np.abs(w), c.open_threshold * f * sigma_w, u, tr)
 
     def sigma(self, rows: IntArray) -> np.ndarray:
         """The stream's current error spread (raw units)."""

@@ -68,6 +68,8 @@ def test_config_rejects_bad_values_naming_the_field() -> None:
         AnomalyConfig(critical_threshold=4.0)
     with pytest.raises(ValueError, match="min_run must be an integer"):
         AnomalyConfig(min_run=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"max_phi must be in \[0, 1\)"):
+        AnomalyConfig(max_phi=1.0)
 
 
 def test_calibration_sigma_is_the_most_cautious_gaussian_reading() -> None:
@@ -81,9 +83,12 @@ def test_calibration_sigma_is_the_most_cautious_gaussian_reading() -> None:
 @given(st.integers(0, 2**32 - 1), st.floats(0.1, 100.0), st.sampled_from(["normal", "laplace"]))
 def test_statistics_match_batch_oracle_on_every_prefix(seed: int, scale: float, noise: str) -> None:
     """After each point: mu/mad == closed-form EWMAs over the points the oracle itself judges
-    teachable (|u|/f < run_threshold, or warm-up), the tail rate and moments == closed-form
-    EWMAs over the tail-teachable points (|u|/f < open_threshold) and their exceedances,
-    the CUSUM of u/f == its Lindley form (S_n - min S)."""
+    teachable (|u|/f < run_threshold, or warm-up), and so are the whitening's c00 (of
+    d_prev^2), c01 (of d * d_prev) and mad_w (of |w|, w = d - phi * d_prev, phi = c01/c00
+    clipped; d_prev = the previous point's deviation if it was taught, else 0); u = w /
+    sigma_w; the tail rate and moments == closed-form EWMAs over the tail-teachable points
+    (|u|/f < open_threshold) and their exceedances; the CUSUM of the raw d / sigma / f ==
+    its Lindley form (S_n - min S)."""
     cfg = AnomalyConfig(warmup=8, span=30, prior_points=5, resolve_points=10**6,
                         relearn_after=10**6, tail_span=20)  # fmt: skip
     rng = np.random.default_rng(seed)
@@ -93,25 +98,38 @@ def test_statistics_match_batch_oracle_on_every_prefix(seed: int, scale: float, 
     alpha, alpha_tail = 2 / (cfg.span + 1), 2 / (cfg.tail_span + 1)
     mad0 = calibration_sigma(CAL) / SQRT_HALF_PI * scale
     taught: list[int] = []
+    ws: list[float] = []
     mus: list[float] = []
     tail_taught: list[int] = []
     mu, mad, rate, m1, m2 = 0.0, mad0, GAUSS_RATE, GAUSS_M1, GAUSS_M2
+    mad_w, c00, c01, d_prev = mad0, 0.0, 0.0, 0.0
+    d_prevs: list[float] = []
     uf_all, u_all = [], []
     for i in range(len(e)):
         step = det.update(np.array([2]), e[i : i + 1], np.array([scale]), np.zeros(1),
                           np.array([i]), np.zeros(1, bool))  # fmt: skip
-        u = (e[i] - mu) / (mad * SQRT_HALF_PI)
+        d = e[i] - mu
+        phi = float(np.clip(c01 / c00, -cfg.max_phi, cfg.max_phi)) if c00 > 0 else 0.0
+        w = d - phi * d_prev
+        u = w / (mad_w * SQRT_HALF_PI)
+        u_raw = d / (mad * SQRT_HALF_PI)
         q = tail_quantile(np.array([rate]), np.array([m1]), np.array([m2]), cfg.tail_level,
                           cfg.tail_risk)[0]  # fmt: skip
         f = max(1.0, q / cfg.open_threshold)
         u_all.append(u)
-        uf_all.append(u / f)
+        uf_all.append(u_raw / f)
         np.testing.assert_allclose(step.u[0], u, rtol=1e-9)
-        np.testing.assert_allclose(step.threshold[0], cfg.open_threshold * f * mad * SQRT_HALF_PI,
+        np.testing.assert_allclose(step.threshold[0],
+                                   cfg.open_threshold * f * mad_w * SQRT_HALF_PI,
                                    rtol=1e-9)  # fmt: skip
         if i < cfg.warmup or abs(u) / f < cfg.run_threshold:
             taught.append(i)
             mus.append(mu)  # mu before each taught point: the previous prefix's closed form
+            d_prevs.append(d_prev)
+            ws.append(w)
+            d_prev = d
+        else:
+            d_prev = 0.0
         if i < cfg.warmup or abs(u) / f < cfg.open_threshold:
             tail_taught.append(i)
         x = e[taught]
@@ -120,6 +138,14 @@ def test_statistics_match_batch_oracle_on_every_prefix(seed: int, scale: float, 
         mad_ref = ewma_closed(np.abs(x - np.array(mus)), mad0, cfg.prior_points, alpha)
         np.testing.assert_allclose(det.table["mu"][2], mu_ref, rtol=1e-9, atol=1e-12 * scale)
         np.testing.assert_allclose(det.table["mad"][2], mad_ref, rtol=1e-9)
+        dp, dx = np.array(d_prevs), x - np.array(mus)
+        c00 = ewma_closed(dp * dp, 0.0, cfg.prior_points, alpha)
+        c01 = ewma_closed(dx * dp, 0.0, cfg.prior_points, alpha)
+        mad_w = ewma_closed(np.abs(np.array(ws)), mad0, cfg.prior_points, alpha)
+        for name, want in (("c00", c00), ("c01", c01), ("mad_w", mad_w)):
+            np.testing.assert_allclose(det.table[name][2], want, rtol=1e-9,
+                                       atol=1e-12 * scale**2)  # fmt: skip
+        np.testing.assert_allclose(det.table["d_prev"][2], d_prev, rtol=1e-9, atol=1e-12 * scale)
         ua = np.abs(np.array(u_all))[tail_taught]
         y = ua[ua > cfg.tail_level] - cfg.tail_level
         rate = ewma_closed((ua > cfg.tail_level).astype(float), GAUSS_RATE, cfg.prior_points,
