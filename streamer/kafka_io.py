@@ -143,6 +143,7 @@ class KafkaIO:
             acks="all",
             enable_idempotence=True,
             linger_ms=5,
+            batch_size=262_144,  # a burst of dead letters goes out in few large requests
             max_in_flight_requests_per_connection=5,
             # kafka-python requires delivery > linger + request timeout; deliver() waits
             # flush_timeout_s either way and treats anything unacknowledged as a failure.

@@ -40,7 +40,7 @@ def test_100k_malformed_all_dead_lettered_alerts_unchanged(
     clean = ds.interleave(streams)
     want = rs.reference_ids(clean)
     pool = [hostile(rng, now_ms) for _ in range(POOL)]
-    pool = [m for m in pool if len(m) <= 65_536] + [m for m in pool if len(m) > 65_536][:20]
+    pool = [m for m in pool if len(m) <= 65_536] + [m for m in pool if len(m) > 65_536][:2]
     bad_positions = sorted(rng.sample(range(len(clean) + BAD), BAD))
     mixed: list[tuple[bytes, bytes]] = []
     it = iter(clean)
