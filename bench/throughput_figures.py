@@ -46,17 +46,18 @@ def figures(res: dict[str, Any]) -> list[report.Figure]:
         figs.append(
             report.figure(
                 b,
-                f"RSS per stream ({res['per_stream_rss_between']})",
+                f"marginal RSS per stream ({res['per_stream_rss_between']}, +-fixed-cost noise)",
                 v,
                 "bytes",
                 COMMAND,
-                report.at_most(v, 2048),
             )
         )
     if "rss_per_stream_total_bytes" in res:
         big = max(runs)
         v = res["rss_per_stream_total_bytes"]
-        figs.append(report.figure(b, f"whole RSS / streams @{big}", v, "bytes", COMMAND))
+        # The target's literal reading: the daemon's whole RSS over its streams.
+        target = report.at_most(v, 2048) if big >= 100_000 else None
+        figs.append(report.figure(b, f"RSS / streams @{big}", v, "bytes", COMMAND, target))
     for key, label, _, _ in LATENCY_RUNS:
         if key not in res:
             continue
