@@ -43,3 +43,11 @@ def test_wrong_io_names_are_refused(tmp_path: Path) -> None:
     onnx.save(model, tmp_path / "m.onnx")
     with pytest.raises(mf.ManifestError, match="graph I/O"):
         load(tmp_path / "m.onnx")
+
+
+def test_predict_in_chunks_equals_one_call(tmp_path: Path) -> None:
+    import streamer.model as model_mod
+
+    m = load(write_model(tmp_path / "m.onnx"))
+    x = np.random.default_rng(0).normal(size=(2 * model_mod.MAX_BATCH + 7, 4, 1)).astype(np.float32)
+    np.testing.assert_array_equal(m.predict(x), x[:, -1, 0])
