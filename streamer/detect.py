@@ -74,7 +74,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -220,6 +220,17 @@ ANOMALY_SPEC = {
 SIGMA_EPS = 1e-9  # sigma floor relative to 1 + |predicted|: a constant stream stays finite
 
 
+class SeasonalVerdict(Protocol):
+    """What another detector contributes to this one's episode (per row of the round)."""
+
+    @property
+    def trigger(self) -> np.ndarray: ...  # opens the episode
+    @property
+    def hold(self) -> np.ndarray: ...  # keeps an open episode from resolving
+    @property
+    def critical(self) -> np.ndarray: ...  # severity critical
+
+
 @dataclass(frozen=True)
 class AnomalyStep:
     """Per point of the round: ``score`` = |w| (the whitened deviation) and ``threshold`` =
@@ -258,11 +269,14 @@ class AnomalyDetector:
         ts_ms: np.ndarray,
         quiet: np.ndarray,
         table: Columns | None = None,
+        seasonal: SeasonalVerdict | None = None,
     ) -> AnomalyStep:
         """Score one finite raw ``error`` per distinct row, then learn from it (unless
         protected). ``scale`` is the window's error_scale (for the prior of a new stream);
         ``quiet`` rows (the stream is flat-lined, see the pipeline) neither open nor learn.
-        ``table`` defaults to :attr:`table`; the pipeline passes a dense working copy."""
+        ``table`` defaults to :attr:`table`; the pipeline passes a dense working copy.
+        ``seasonal`` (:class:`streamer.seasonal.SeasonalStep`) adds its trigger and critical
+        to this episode's and, while it holds, keeps the episode from resolving."""
         c, t = self.cfg, self.table if table is None else table
         n_seen = t["n_seen"][rows] + 1
         mu = t["mu"][rows]
@@ -297,6 +311,10 @@ class AnomalyDetector:
         trigger = (a >= c.open_threshold) | (run >= c.min_run) | (g >= c.cusum_threshold)
         critical = (a >= c.critical_threshold) | (g >= 2 * c.cusum_threshold)
         calm = (a < c.resolve_threshold) & (g < c.cusum_threshold / 2)
+        if seasonal is not None:
+            trigger = trigger | seasonal.trigger
+            critical = critical | seasonal.critical
+            calm = calm & ~seasonal.hold
         tr = step_episodes(
             t, rows, ts_ms, trigger, critical, calm, armed, c.resolve_points, c.cooldown_points
         )

@@ -42,6 +42,7 @@ from streamer.buffers import (
 )
 from streamer.detect import AnomalyConfig, AnomalyDetector
 from streamer.metrics import SEVERITIES
+from streamer.seasonal import SeasonalConfig, SeasonalDetector
 from streamer.volatility import VolatilityConfig, VolatilityDetector
 
 __all__ = [
@@ -55,6 +56,7 @@ class DetectConfig:
 
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
     volatility: VolatilityConfig = field(default_factory=VolatilityConfig)
+    seasonal: SeasonalConfig = field(default_factory=SeasonalConfig)  # opens anomaly episodes
     max_streams: int = 200_000  # live streams; points of further new streams are rejected
     initial_capacity: int = 1024  # rows preallocated; tables double when full
 
@@ -98,7 +100,8 @@ class Pipeline:
         self.ring = WindowBuffers(self.state, self.window)
         self.anomaly = AnomalyDetector(config.anomaly, model.manifest.calibration, cap)
         self.volatility = VolatilityDetector(config.volatility, cap)
-        self.tables = [self.state, self.anomaly.table, self.volatility.table]
+        self.seasonal = SeasonalDetector(config.seasonal, cap)
+        self.tables = [self.state, self.anomaly.table, self.volatility.table, self.seasonal.table]
         self.codec = StateCodec(self.tables, self.window, self.nfeat)
 
     # ------------------------------------------------------------------ housekeeping
@@ -135,6 +138,7 @@ class Pipeline:
         self.state.reset(rows)
         self.anomaly.init_rows(rows)
         self.volatility.init_rows(rows)
+        self.seasonal.init_rows(rows)
 
     def _rows(self, streams: list[str], usable: np.ndarray, rejected: list[Rejected]) -> np.ndarray:
         """Row of each point (-1: not usable); new streams get rows up to max_streams."""
@@ -319,6 +323,7 @@ class Pipeline:
         fin = fin[np.argsort(rounds[fin], kind="stable")]
         touched, local = np.unique(rows[fin], return_inverse=True)
         an_t, vo_t = self.anomaly.table.take(touched), self.volatility.table.take(touched)
+        se_t = self.seasonal.table.take(touched)
         cuts = np.flatnonzero(np.r_[True, np.diff(rounds[fin]) != 0, True])
         for a, b in itertools.pairwise(cuts):
             j = fin[a:b]
@@ -328,7 +333,9 @@ class Pipeline:
             rr: np.ndarray | slice = slice(None) if b - a == len(touched) else lr
             ts = ts_all[idx[j]]
             quiet = self.volatility.collapsed(rr, vo_t)
-            an = self.anomaly.update(rr, error[j], scale[j], predicted[j], ts, quiet, an_t)
+            busy = an_t["open"][rr] | (an_t["cool"][rr] > 0)  # an anomaly episode's incident
+            se = self.seasonal.update(rr, actual[j], busy, quiet, se_t)
+            an = self.anomaly.update(rr, error[j], scale[j], predicted[j], ts, quiet, an_t, se)
             vo = self.volatility.update(rr, error[j], actual[j] - prev[j], ts, vo_t)
             score[j], thr[j] = an.score, an.threshold
             for kind, step in (("anomaly", an), ("volatility", vo)):
@@ -344,4 +351,5 @@ class Pipeline:
                     )  # fmt: skip
         self.anomaly.table.put(touched, an_t)
         self.volatility.table.put(touched, vo_t)
+        self.seasonal.table.put(touched, se_t)
         return score, thr, events

@@ -93,7 +93,7 @@ def test_statistics_match_batch_oracle_on_every_prefix(seed: int, scale: float, 
                         relearn_after=10**6, tail_span=20)  # fmt: skip
     rng = np.random.default_rng(seed)
     e = (rng.normal(0.3, 1.0, 150) if noise == "normal" else rng.laplace(0.3, 1.0, 150)) * scale
-    e[rng.choice(np.arange(20, 150), 6, replace=False)] += rng.choice([-1, 1], 6) * 25 * scale
+    e[rng.choice(np.arange(20, 150), 6, replace=False)] += rng.choice([-1, 1], 6) * 40 * scale
     det = AnomalyDetector(cfg, CAL, 4)
     alpha, alpha_tail = 2 / (cfg.span + 1), 2 / (cfg.tail_span + 1)
     mad0 = calibration_sigma(CAL) / SQRT_HALF_PI * scale
