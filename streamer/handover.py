@@ -149,6 +149,7 @@ class Handover:
                         )
             for s in ok:
                 self.scorer.applied[s] = (group[s].partition, group[s].offset)
+                self.scorer.restored[s] = self.scorer.applied[s]
             n += len(ok)
         took = time.monotonic() - t0
         self.restored.inc(n)

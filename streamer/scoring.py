@@ -75,9 +75,13 @@ class Scorer:
         self.metrics = metrics
         self.predictions = predictions
         self.labelled = frozenset(labelled_streams)
-        # stream -> (input partition, offset of the last point applied to its state): lets a
-        # replay after a restore skip what the restored state already reflects.
+        # stream -> (input partition, offset of the last point applied to its state), for
+        # checkpoints and for dropping a revoked partition's streams
         self.applied: dict[str, tuple[int, int]] = {}
+        # the same, as restored from the state topic (streamer.handover): a replayed point
+        # at or below it is already in the state and is skipped; the entry goes at the first
+        # point past it, so without a restore nothing is ever skipped
+        self.restored: dict[str, tuple[int, int]] = {}
 
     def score(self, messages: list[Message], now: float) -> Outputs:
         out = Outputs()
@@ -95,10 +99,12 @@ class Scorer:
             if isinstance(d, Invalid):
                 self._dead(out, msg, d.reason, d.detail, now)
                 continue
-            seen = self.applied.get(d.stream)
-            if seen is not None and seen[0] == msg.partition and msg.offset <= seen[1]:
-                out.skipped += 1  # already in the restored state; its alerts were acked
-                continue
+            seen = self.restored.get(d.stream) if self.restored else None
+            if seen is not None:
+                if seen[0] == msg.partition and msg.offset <= seen[1]:
+                    out.skipped += 1  # already in the restored state; its alerts were acked
+                    continue
+                del self.restored[d.stream]
             out.touched[d.stream] = (msg.partition, msg.offset)
             r = self.router.route_of(d.stream)
             streams[r].append(d.stream)
@@ -125,6 +131,7 @@ class Scorer:
             events: list[Any] = []
             for s in route.pipeline.evict_idle(int(now * 1000), int(idle_s * 1000), events):
                 gone[s] = self.applied.pop(s, (-1, -1))[0]
+                self.restored.pop(s, None)
             ref = route.ref
             for ev in events:
                 out.alerts.append((ev.stream.encode("utf-8"), alerts.alert(ev, ref, None, now)))
@@ -138,6 +145,7 @@ class Scorer:
         names = [s for s, (p, _) in self.applied.items() if p in partitions]
         for s in names:
             del self.applied[s]
+            self.restored.pop(s, None)
         for route in self.router.routes:
             route.pipeline.drop(names)
         self.metrics.active_streams.set(self.router.stream_count())
