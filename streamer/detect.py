@@ -74,13 +74,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
 import numpy as np
 
 from streamer.buffers import Column, Columns, IntArray, Rows, StateTable
-from streamer.episodes import EPISODE_SPEC, Transitions, step_episodes
+from streamer.episodes import EPISODE_SPEC, Transitions, Verdict, step_episodes
 from streamer.manifest import Calibration
+from streamer.tail import GAUSS_M1, GAUSS_M2, GAUSS_RATE, TAIL_PRIOR, tail_quantile
 
 SQRT_HALF_PI = math.sqrt(math.pi / 2)  # sigma / E|x - mu| for a Gaussian
 
@@ -163,39 +164,6 @@ def calibration_sigma(cal: Calibration) -> float:
 
 # ---------------------------------------------------------------- anomaly detector
 
-# |Z| for a standard normal Z, above 2: P = 0.0455, excess mean 0.373, excess 2nd moment 0.254
-GAUSS_RATE, GAUSS_M1, GAUSS_M2 = 0.0455, 0.373, 0.254
-TAIL_PRIOR = 30.0  # the Gaussian prior weighs as much as this many exceedances
-# Lower bound of the Pareto shape: a Gaussian tail above 2 sigma has -0.1; lighter estimates
-# are sampling noise of the moments (one quiet stretch would otherwise narrow the threshold).
-G_MIN = -0.1
-# Upper bound: Student-t with 3 degrees of freedom has 1/3; a few early exceedances can
-# make the moment estimate approach 0.5, which would put the threshold out of reach.
-G_MAX = 0.3
-
-
-def tail_quantile(
-    rate: np.ndarray, m1: np.ndarray, m2: np.ndarray, level: float, risk: float
-) -> np.ndarray:
-    """The |u| exceeded with probability ``risk`` per point, from a generalised Pareto tail
-    (shape g, scale s by the method of moments) over ``level`` (exceeded at ``rate``)::
-
-        z = level + s / g * ((risk / rate) ** -g - 1)       (level + s * ln(rate / risk), g = 0)
-
-    (Pickands-Balkema-de Haan; the streaming form of SPOT, Siffer et al., KDD 2017.)
-    The shape is clipped to [G_MIN, G_MAX] (no lighter than Gaussian, no heavier than a
-    Student-t with 3 degrees of freedom) and z is at least ``level``."""
-    var = np.maximum(m2 - m1 * m1, 1e-12)
-    ratio = m1 * m1 / var
-    g = np.clip(0.5 * (1.0 - ratio), G_MIN, G_MAX)
-    s = 0.5 * m1 * (ratio + 1.0)
-    lr = np.log(np.maximum(rate, 1e-300) / risk)  # > 0 when the tail is fatter than the risk
-    small = np.abs(g) < 1e-6
-    gs = np.where(small, 1.0, g)
-    z = level + np.where(small, s * lr, s / gs * np.expm1(gs * lr))
-    return np.maximum(z, level)
-
-
 ANOMALY_SPEC = {
     "n_seen": Column("int32"),  # scored points
     "n_taught": Column("int32"),  # points that updated mu/mad
@@ -218,17 +186,6 @@ ANOMALY_SPEC = {
     **EPISODE_SPEC,
 }
 SIGMA_EPS = 1e-9  # sigma floor relative to 1 + |predicted|: a constant stream stays finite
-
-
-class SeasonalVerdict(Protocol):
-    """What another detector contributes to this one's episode (per row of the round)."""
-
-    @property
-    def trigger(self) -> np.ndarray: ...  # opens the episode
-    @property
-    def hold(self) -> np.ndarray: ...  # keeps an open episode from resolving
-    @property
-    def critical(self) -> np.ndarray: ...  # severity critical
 
 
 @dataclass(frozen=True)
@@ -269,7 +226,7 @@ class AnomalyDetector:
         ts_ms: np.ndarray,
         quiet: np.ndarray,
         table: Columns | None = None,
-        seasonal: SeasonalVerdict | None = None,
+        seasonal: Verdict | None = None,
     ) -> AnomalyStep:
         """Score one finite raw ``error`` per distinct row, then learn from it (unless
         protected). ``scale`` is the window's error_scale (for the prior of a new stream);

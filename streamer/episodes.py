@@ -13,6 +13,7 @@ nothing is emitted, however long the incident lasts (no alert storm)::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -73,3 +74,14 @@ def step_episodes(
     t["sev"][rows] = np.where(now_open, sev, 0)
     t["cool"][rows] = np.where(resolved, cooldown_points, np.maximum(cool - ~was_open, 0))
     return Transitions(opened, resolved, sev, start)
+
+
+class Verdict(Protocol):
+    """What another detector contributes to this one's episode (per row of the round)."""
+
+    @property
+    def trigger(self) -> np.ndarray: ...  # opens the episode
+    @property
+    def hold(self) -> np.ndarray: ...  # keeps an open episode from resolving
+    @property
+    def critical(self) -> np.ndarray: ...  # severity critical
