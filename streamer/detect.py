@@ -192,7 +192,8 @@ SIGMA_EPS = 1e-9  # sigma floor relative to 1 + |predicted|: a constant stream s
 class AnomalyStep:
     """Per point of the round: ``score`` = |w| (the whitened deviation) and ``threshold`` =
     open_threshold * f * sigma_w (raw units, before this point taught the statistics),
-    ``u`` = w / sigma_w, the signed score in sigmas, and the episode transitions."""
+    ``u`` = w / sigma_w, the signed score in sigmas, and the episode transitions. Where
+    only the ``seasonal`` verdict triggered, score and threshold are its own (CUSUM)."""
 
     score: np.ndarray
     threshold: np.ndarray
@@ -268,7 +269,11 @@ class AnomalyDetector:
         trigger = (a >= c.open_threshold) | (run >= c.min_run) | (g >= c.cusum_threshold)
         critical = (a >= c.critical_threshold) | (g >= 2 * c.cusum_threshold)
         calm = (a < c.resolve_threshold) & (g < c.cusum_threshold / 2)
+        score, threshold = np.abs(w), c.open_threshold * f * sigma_w
         if seasonal is not None:
+            alone = seasonal.trigger & ~trigger  # events report the score that opened them
+            score = np.where(alone, seasonal.score, score)
+            threshold = np.where(alone, seasonal.threshold, threshold)
             trigger = trigger | seasonal.trigger
             critical = critical | seasonal.critical
             calm = calm & ~seasonal.hold
@@ -307,7 +312,7 @@ class AnomalyDetector:
         # A fresh episode keeps its CUSUM (it is the evidence); a resolved one starts over.
         t["gpos"][rows] = np.where(tr.resolved, 0.0, gpos)
         t["gneg"][rows] = np.where(tr.resolved, 0.0, gneg)
-        return AnomalyStep(np.abs(w), c.open_threshold * f * sigma_w, u, tr)
+        return AnomalyStep(score, threshold, u, tr)
 
     def sigma(self, rows: IntArray) -> np.ndarray:
         """The stream's current error spread (raw units)."""

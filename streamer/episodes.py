@@ -85,3 +85,7 @@ class Verdict(Protocol):
     def hold(self) -> np.ndarray: ...  # keeps an open episode from resolving
     @property
     def critical(self) -> np.ndarray: ...  # severity critical
+    @property
+    def score(self) -> np.ndarray: ...  # its score, reported when it alone opened
+    @property
+    def threshold(self) -> np.ndarray: ...  # the threshold that score was compared with

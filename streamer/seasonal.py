@@ -140,12 +140,13 @@ def lagged(hist: np.ndarray, lag: np.ndarray) -> np.ndarray:
 class SeasonalStep:
     """Per point of the round: ``trigger`` (the CUSUM reached its threshold on an armed
     stream), ``hold`` (above half of it: an open episode must not resolve), ``critical``,
-    and ``g`` the CUSUM (sigma-blocks)."""
+    ``score`` the CUSUM (sigma-blocks) and ``threshold`` the CUSUM threshold."""
 
     trigger: np.ndarray
     hold: np.ndarray
     critical: np.ndarray
-    g: np.ndarray
+    score: np.ndarray
+    threshold: np.ndarray
 
 
 class SeasonalDetector:
@@ -184,7 +185,7 @@ class SeasonalDetector:
         armed = (t["lag"][rows] > 0) & (t["n_taught"][rows] >= c.warmup) & ~t["owned"][rows]
         return SeasonalStep(
             armed & (g >= c.cusum_threshold), armed & (g >= c.cusum_threshold / 2),
-            armed & (g >= 2 * c.cusum_threshold), g,
+            armed & (g >= 2 * c.cusum_threshold), g, np.full(len(g), c.cusum_threshold),
         )  # fmt: skip
 
     def _blocks(

@@ -172,6 +172,8 @@ def test_pipeline_opens_one_anomaly_episode_for_a_drift_and_none_on_clean_cycles
     assert next(g for g in got if g[1] == "open")[0] in range(1500, 1600), got
     assert len([g for g in got if g[1] == "open"]) == 1, got
     assert not [g for g in opens(events, "clean") if g[1] == "open"]
+    (ev,) = [e for e in events if e.stream == "drift" and e.status == "open"]
+    assert ev.threshold == SeasonalConfig().cusum_threshold <= ev.score  # the CUSUM opened it
 
 
 @settings(max_examples=8, deadline=None)
