@@ -7,8 +7,9 @@ Timelines (one point per minute per stream, ``N`` points, anomalies at ``AT``)::
 
 The default model (window 50) scores from point 50; the anomaly detector may alert after
 its warm-up (30 scored points), the volatility detector after 100. Every injected anomaly
-therefore sits well after both warm-ups, also for a daemon that starts on a stream midway
-(the restart and two-daemon tests keep that margin on each owner).
+therefore sits well after both warm-ups. A daemon that takes over a stream midway restores
+its state from the state topic and needs no warm-up (tests/test_daemon_restart.py and
+tests/test_reliability_group.py inject right after the handover to show it).
 """
 
 from __future__ import annotations
