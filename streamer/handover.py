@@ -27,8 +27,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-
 from streamer import statestore
 from streamer.scoring import Scorer
 from streamer.statestore import StateStore, StreamState
@@ -51,7 +49,6 @@ class Handover:
         topic: str,
         client_config: Mapping[str, Any],
         restore_timeout_s: float,
-        registry: CollectorRegistry | None = None,
     ) -> None:
         self.scorer = scorer
         self.topic = topic
@@ -59,17 +56,8 @@ class Handover:
         self.client_config = dict(client_config)
         self.restore_timeout_s = restore_timeout_s
         self.restored = scorer.metrics.state_restored
-        self.checkpoints = Counter(
-            "lstmad_state_checkpoints",
-            "Stream state records written to the state topic (tombstones included).",
-            registry=registry,
-        )
-        self.restore_seconds = Histogram(
-            "lstmad_state_restore_seconds",
-            "Time to restore the states of newly assigned partitions.",
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-            registry=registry,
-        )
+        self.checkpoints = scorer.metrics.state_checkpoints
+        self.restore_seconds = scorer.metrics.state_restore_seconds
 
     def prepare(self, partitions: int) -> None:
         """Create the compacted state topic (``partitions`` = the input topic's) if missing,

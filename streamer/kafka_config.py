@@ -103,8 +103,13 @@ class KafkaConfig:
                 f"{tls_keys[0]} is set but security_protocol is "
                 f"{self.security_protocol}; use SSL or SASL_SSL"
             )
-        positive = ("poll_timeout_ms", "max_poll_records", "max_message_bytes", "flush_timeout_s",
-                    "fetch_max_bytes")
+        positive = (
+            "poll_timeout_ms",
+            "max_poll_records",
+            "max_message_bytes",
+            "flush_timeout_s",
+            "fetch_max_bytes",
+        )
         for key in (*positive, "shutdown_timeout_s"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")

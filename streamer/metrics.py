@@ -38,6 +38,8 @@ INFERENCE_BUCKETS = (
 )
 # Produce time of a point to the produce of its prediction/alert: poll wait dominates.
 E2E_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Reading a state partition from its start: sub-second for thousands of streams.
+RESTORE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 50000)
 
 ALERT_TYPES = ("anomaly", "volatility")
@@ -83,6 +85,8 @@ class Metrics:
     commits: Counter
     kafka_errors: Counter
     state_restored: Counter
+    state_checkpoints: Counter
+    state_restore_seconds: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry, labelled_streams: Iterable[str] = ()) -> Metrics:
@@ -175,6 +179,17 @@ class Metrics:
             state_restored=Counter(
                 f"{p}_state_restored_streams",
                 "Stream states restored from the state topic after an assignment.",
+                registry=r,
+            ),
+            state_checkpoints=Counter(
+                f"{p}_state_checkpoints",
+                "Stream state records written to the state topic (tombstones included).",
+                registry=r,
+            ),
+            state_restore_seconds=Histogram(
+                f"{p}_state_restore_seconds",
+                "Time to restore the states of newly assigned partitions.",
+                buckets=RESTORE_BUCKETS,
                 registry=r,
             ),
         )

@@ -113,7 +113,6 @@ def build(cfg: Config) -> Service:
             cfg.state.topic_for(k.input_topic),
             client_options(k),
             cfg.state.restore_timeout_s,
-            registry,
         )
     io = KafkaIO(k, metrics)
     daemon = Daemon(cfg, io, scorer, metrics, health, SdNotify.from_env(), handover=handover)
