@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import streamer.decode as decode_mod
 from streamer.decode import (
     MAX_ABS_VALUE,
     MAX_STREAM_CHARS,
@@ -289,3 +291,196 @@ def test_bounded_fuzz_by_mutating_valid_messages() -> None:
         )
         seen.add(r.reason if isinstance(r, Invalid) else "ok")
     assert {"ok", "not_json"} <= seen and len(seen) >= 5, seen
+
+
+# The orjson short path must return exactly what the original stdlib route returns: the same
+# Point, or the same reason AND detail. decode._decode_json is that route, kept as it was.
+
+
+def original(raw: bytes, key: bytes | None = None, features: Any = one) -> Point | Invalid:
+    if len(raw) > LIMITS.max_bytes:
+        return decode(raw, key, features, LIMITS, NOW_MS)  # refused before any parser runs
+    return decode_mod._decode_json(raw, key, features, LIMITS, NOW_MS)
+
+
+def same(raw: bytes, key: bytes | None = None, features: Any = one) -> Point | Invalid:
+    new, old = decode(raw, key, features, LIMITS, NOW_MS), original(raw, key, features)
+    assert new == old, (raw[:120], new, old)
+    return new
+
+
+HEAD = b'{"stream": "s", "ts": 1764547200000, '
+
+
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        # json reads these, orjson refuses them: the stdlib route classifies them as before
+        (HEAD + b'"value": NaN}', "non_finite"),
+        (HEAD + b'"value": Infinity}', "non_finite"),
+        (HEAD + b'"value": -Infinity}', "non_finite"),
+        (HEAD + b'"value": 1e400}', "non_finite"),
+        (HEAD + b'"value": ' + b"9" * 400 + b"}", "bad_value"),  # int too large for a float
+        (HEAD + b'"value": ' + b"9" * 5000 + b"}", "too_large"),  # > LIMITS.max_bytes
+        (b'{"stream": "\\ud800x", "ts": 1764547200000, "value": 1}', "missing_stream"),
+        (HEAD + b'"value": 1, "label": "\\udc00"}', "ok"),  # lone surrogate in an ignored key
+        (HEAD + b'"value": 1, "deep": ' + b"[" * 400 + b"]" * 400 + b"}", "ok"),
+        # orjson reads integers beyond 64 bits as floats, json as ints
+        (HEAD + b'"value": 18446744073709551616}', "bad_value"),
+        (HEAD + b'"value": -9223372036854775809}', "bad_value"),
+        (b'{"stream": "s", "ts": 18446744073709551616, "value": 1}', "bad_timestamp"),
+        (b'{"stream": "s", "ts": 1764547200000, "values": 18446744073709551616}', "bad_value"),
+        (b"18446744073709551616", "not_object"),
+        (HEAD + b'"value": 9223372036854775807}', "bad_value"),
+        # duplicate keys: both parsers keep the last
+        (HEAD + b'"value": "x", "value": 2.5}', "ok"),
+        (HEAD + b'"value": 2.5, "value": NaN}', "non_finite"),
+        (b'{"stream": 7, "stream": "s", "ts": 1764547200000, "value": 1}', "ok"),
+        # invalid UTF-8 and byte order marks never reach a parser's leniency
+        (HEAD + b'"value": 1, "label": "\xff"}', "not_json"),
+        (HEAD + b'"value": 1, "label": "\xed\xa0\x80"}', "not_json"),
+        (b"\xef\xbb\xbf" + HEAD + b'"value": 1}', "not_json"),
+        (HEAD + b'"value": 1}\x00', "not_json"),
+        (HEAD + b'"value": -0.0}', "ok"),
+        (HEAD + b'"value": 1e18, "x": [1, {"y": null}]}', "ok"),
+        (HEAD + b'"value": 1.0000000000000002e18}', "bad_value"),
+        (HEAD + b'"value": false}', "bad_value"),
+        (b'{"stream": "s", "ts": true, "value": 1}', "bad_timestamp"),
+        (b'{"stream": "s", "ts": 1764547200000.9, "value": 1}', "ok"),
+        (b'{"stream": "s", "ts": "2025-12-01T00:00:00.5Z", "value": 1}', "ok"),
+        (b'{"stream": "s", "ts": 1e400, "value": 1}', "bad_timestamp"),
+    ],
+)
+def test_the_short_path_decodes_edge_cases_like_the_stdlib(raw: bytes, want: str) -> None:
+    r = same(raw)
+    assert (r.reason if isinstance(r, Invalid) else "ok") == want, r
+
+
+@pytest.mark.parametrize("depth", [499, 500, 990, 1000, 1010, 1024, 1025, 1100])
+def test_deep_nesting_is_refused_or_kept_like_the_stdlib(depth: int) -> None:
+    """json's depth limit is the interpreter's recursion limit, orjson's is 1024."""
+    deep = b"[" * depth + b"]" * depth
+    limits = Limits(max_bytes=10**6, max_age_ms=LIMITS.max_age_ms)
+    for raw in (HEAD + b'"value": 1, "x": ' + deep + b"}", deep, b'{"a": ' + deep + b"}"):
+        new = decode(raw, None, one, limits, NOW_MS)
+        assert new == decode_mod._decode_json(raw, None, one, limits, NOW_MS)
+
+
+def test_duplicate_keys_keep_the_last_value_and_multi_feature_edges() -> None:
+    assert same(HEAD + b'"value": "x", "value": 2.5}') == Point("s", NOW_MS, (2.5,))
+    base = b'{"stream": "A", "ts": 1764547200000, '
+    for values in (
+        b'{"close": 1, "volume": 2}',
+        b'{"volume": 2, "close": 1.5, "close": 3}',
+        b'{"close": 1, "volume": 2, "x": 3}',
+        b'{"close": 1, "close": 2}',
+        b'{"close": 1, "volume": null}',
+        b'{"close": 1, "volume": true}',
+        b'{"close": 1, "volume": NaN}',
+        b"{}",
+        b"[1, 2]",
+    ):
+        same(base + b'"values": ' + values + b"}", features=two)
+        same(base + b'"value": 1, "values": ' + values + b"}", features=two)
+    same(base + b'"values": {"value": 1}}')  # 'values' also serves a one-feature model
+    same(base + b'"value": 1}', features=two)
+    dup = same(base + b'"values": {"a": 1}}', features=lambda _: ("a", "a"))
+    assert dup == Point("A", NOW_MS, (1.0, 1.0))
+    assert same(base + b'"values": {"a": 1, "b": 2}}', features=lambda _: ("a", "a")) == (
+        Invalid("unknown_feature", "'values' has unknown feature 'b'")
+    )
+
+
+def test_key_fallback_and_stream_checks_match_the_stdlib() -> None:
+    body = b'{"ts": 1764547200000, "value": 1}'
+    for key in (None, b"k1", b"", b"\xff", b"a\x00b", b"x" * 300, "é🔥".encode(), b"\xed\xa0\x80"):
+        same(body, key=key)
+        same(b'{"stream": null, "ts": 1764547200000, "value": 1}', key=key)
+        same(b'{"stream": "s", "ts": 1764547200000, "value": 1}', key=key)
+    for sid in ("", "a\u2028b", "a\x7f", "x" * MAX_STREAM_CHARS, "x" * (MAX_STREAM_CHARS + 1)):
+        same(json.dumps({"stream": sid, "ts": NOW_MS, "value": 1}).encode())
+    same(b'{"stream": ["s"], "ts": 1764547200000, "value": 1}')
+
+
+def test_stream_ids_are_checked_once_and_the_cache_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(decode_mod, "_IDS", {})
+    monkeypatch.setattr(decode_mod, "_IDS_MAX", 4)
+    first = dec({"stream": "web1.cpu", "ts": NOW_MS, "value": 1})
+    again = dec({"stream": "web1.cpu", "ts": NOW_MS, "value": 2})
+    assert isinstance(first, Point) and isinstance(again, Point)
+    assert again.stream is first.stream  # one str object per id for the core's dicts
+    assert reason({"stream": "a\x00", "ts": NOW_MS, "value": 1}) == "missing_stream"
+    assert "a\x00" not in decode_mod._IDS  # only ids that passed are remembered
+    for i in range(10):
+        assert isinstance(dec({"stream": f"s{i}", "ts": NOW_MS, "value": 1}), Point)
+        assert len(decode_mod._IDS) <= 4
+
+
+@settings(max_examples=300, deadline=None)
+@given(x=st.floats(allow_nan=False, allow_infinity=False), digits=st.integers(1, 17))
+def test_numbers_parse_to_the_same_float(x: float, digits: int) -> None:
+    for text in (
+        repr(x),
+        f"{x:.{digits}e}",
+        f"{x:.{digits}g}",
+        str(int(x)) if abs(x) < 1e30 else "1",
+    ):
+        r = same(HEAD + b'"value": ' + text.encode() + b"}")
+        if isinstance(r, Point):
+            assert r.values == (float(text),)
+        same(json.dumps({"stream": "s", "ts": NOW_MS + x % 1000, "value": 1}).encode())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(obj=message, key=st.one_of(st.none(), st.binary(max_size=20)), multi=st.booleans())
+def test_structured_messages_decode_like_the_stdlib(
+    obj: dict[str, Any], key: bytes | None, multi: bool
+) -> None:
+    same(json.dumps(obj).encode(), key, two if multi else one)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=300), key=st.one_of(st.none(), st.binary(max_size=8)))
+def test_arbitrary_text_decodes_like_the_stdlib(text: str, key: bytes | None) -> None:
+    same(text.encode("utf-8", "surrogatepass"), key)
+
+
+# JSON tokens where orjson and json part ways (numbers, escapes, literals) or that reshape the
+# message, spliced over whole tokens of valid messages.
+TOKENS = [
+    *(b"NaN", b"-Infinity", b"1e400", b"-0", b"0.5", b"1e18", b"1e19", b"true", b"null"),
+    *(b"18446744073709551616", b"-9223372036854775809", b"9" * 30, b"1764547200000.5"),
+    *(b'"\\ud800"', b'"\\u0000"', b'"\xff"', b'"2025-12-01T00:00:00Z"', b'""', b'"s"'),
+    *(b'"value"', b'"values"', b'"stream"', b'"ts"', b'"close"', b'"volume"'),
+    *(b"{", b"}", b"[", b"]", b",", b":", b" ", b"[[[[1]]]]", b'{"value": 1}'),
+]
+
+
+def test_token_spliced_messages_decode_like_the_stdlib() -> None:
+    """5,000 messages with whole JSON tokens replaced, inserted or dropped: identical outcome."""
+    rng = random.Random(20261202)
+    seeds = [
+        b'{"stream": "web1.cpu", "ts": "2025-11-30T23:59:00Z", "value": 12.5}',
+        b'{"stream": "AAPL", "ts": 1764547200000, "values": {"close": 1.0, "volume": 2}}',
+        b'{"ts": 1764547200000, "value": 3, "labels": {"dc": "eu"}}',
+    ]
+    split = [re.findall(rb'"[^"]*"|[^\s"{}:,]+|[{}:,]', seed) for seed in seeds]
+    outcomes: set[str] = set()
+    for _ in range(5_000):
+        toks = list(rng.choice(split))
+        for _ in range(rng.randint(1, 3)):
+            i, tok = rng.randrange(len(toks)), rng.choice(TOKENS)
+            op = rng.randrange(3)
+            if op == 0:
+                toks[i] = tok
+            elif op == 1:
+                toks.insert(i, tok)
+            elif len(toks) > 1:
+                del toks[i]
+        r = same(b" ".join(toks), rng.choice([None, b"key", b"\xff"]), rng.choice([one, two]))
+        outcomes.add(r.reason if isinstance(r, Invalid) else "ok")
+    assert {"ok", "not_json", "bad_value", "non_finite"} <= outcomes and len(outcomes) >= 8, (
+        outcomes
+    )
