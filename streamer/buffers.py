@@ -3,7 +3,9 @@
 Every piece of per-stream state (window contents, detector statistics, open episodes) lives
 in a :class:`StateTable`: named numpy columns whose first axis is the *row* of a stream.
 Tables grow by doubling as streams appear, so the hot path only ever does fancy indexing
-over rows; a freed row is reset to its defaults and reused. Because the columns are plain
+over rows; a freed row is reset to its defaults and reused. Each column is its own anonymous
+mapping, so rows never written (the doubling's slack) are not resident unless their
+column's default is non-zero. Because the columns are plain
 fixed-size numpy dtypes, one stream's state is one record of a structured dtype, which is
 how :mod:`streamer.pipeline` exports state as compact bytes (no pickle).
 
@@ -15,6 +17,8 @@ last timestamp; a batch appends all its points in one vectorised pass.
 from __future__ import annotations
 
 import itertools
+import math
+import mmap
 import struct
 import zlib
 from collections.abc import Iterable, Mapping
@@ -43,6 +47,26 @@ class Column:
     default: float = 0
 
 
+def _filled(rows: int, c: Column) -> np.ndarray:
+    """``rows`` rows of ``c`` holding its default, in a private anonymous mapping.
+
+    The kernel zero-fills a page of the mapping on its first write, so rows never written
+    (a grown table's slack) cost no RSS when the default is 0; and dropping the array (the
+    old column after :meth:`StateTable.grow`) unmaps it, returning its memory to the OS at
+    once. Neither holds for malloc'd columns: glibc serves them from the heap once its mmap
+    threshold has risen, and ``calloc`` then writes zeros over the whole block.
+    """
+    dtype = np.dtype(c.dtype)
+    shape = (rows, *c.shape)
+    size = dtype.itemsize * math.prod(shape)
+    buf = mmap.mmap(-1, max(size, 1), flags=mmap.MAP_PRIVATE)
+    out = np.frombuffer(buf, dtype=dtype, count=math.prod(shape))
+    out = out.reshape(shape)
+    if c.default != 0:
+        out.fill(c.default)
+    return out
+
+
 class StateTable:
     """Named per-stream numpy columns sharing one capacity (rows).
 
@@ -55,8 +79,7 @@ class StateTable:
         self.spec = dict(spec)
         self.capacity = capacity
         self.arrays: dict[str, np.ndarray] = {
-            name: np.full((capacity, *c.shape), c.default, dtype=c.dtype)
-            for name, c in self.spec.items()
+            name: _filled(capacity, c) for name, c in self.spec.items()
         }
         self.record = np.dtype([(name, c.dtype, c.shape) for name, c in self.spec.items()])
 
@@ -69,7 +92,7 @@ class StateTable:
             return
         for name, c in self.spec.items():
             old = self.arrays[name]
-            new = np.full((capacity, *c.shape), c.default, dtype=c.dtype)
+            new = _filled(capacity, c)
             new[: self.capacity] = old
             self.arrays[name] = new
         self.capacity = capacity
