@@ -19,10 +19,9 @@ detail for the dead-letter record. Accepted formats (DESIGN.md, key = stream id)
 * Other top-level keys are ignored (room for labels); a message above ``max_bytes`` is
   refused before it is parsed, which also bounds nesting depth and string sizes.
 
-Speed: :func:`decode` parses with orjson and accepts a message on a short path (stream ids
-checked once and remembered, exact-type number checks). Anything that path does not accept
-goes through the original stdlib parse and :func:`decode_object`, so every rejection keeps
-its reason and detail; the short path only ever returns the Point that route would return.
+Speed: :func:`decode` parses with orjson and accepts valid messages on a short path (stream
+ids checked once). Whatever it does not accept takes the original stdlib json route to
+:func:`decode_object`, so a rejection keeps its exact reason and detail.
 """
 
 from __future__ import annotations
@@ -51,12 +50,12 @@ _RFC3339 = re.compile(
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # Stream ids that passed _stream's checks, each mapped to the first str object seen: the check
 # depends on the text only, and handing on one object per id makes the core's dict lookups
-# cheaper. Bounded (about 10 MB when full); cleared rather than evicted, as ids re-check cheaply.
+# cheaper. Bounded: a 4 MB table when full, plus the ids, which the core keeps for its streams
+# anyway; cleared rather than evicted, as an id re-checks in a microsecond.
 _IDS: dict[str, str] = {}
 _IDS_MAX = 1 << 17
-# json refuses nesting near the interpreter's recursion limit (1000, less the caller's depth),
-# orjson only past 1024 levels: a message that might nest this deep (2 bytes a level) is
-# decoded the stdlib way, as before, so it is refused or accepted exactly as it was.
+# json refuses nesting near the recursion limit (1000 less the caller's depth), orjson past
+# 1024: a message that might nest that deep (2 bytes a level) takes the stdlib route as before.
 _DEEP = 500
 
 
@@ -192,6 +191,14 @@ def _values(obj: dict[str, Any], features: tuple[str, ...]) -> tuple[float, ...]
     return tuple(out)
 
 
+def _out_of_range(ts: int, limits: Limits, now_ms: int) -> Invalid | None:
+    if limits.max_age_ms and ts < now_ms - limits.max_age_ms:
+        return _bad("timestamp_out_of_range", "'ts' is older than [kafka] max_age_s")
+    if ts > now_ms + limits.max_ahead_ms:
+        return _bad("timestamp_out_of_range", "'ts' is further ahead than [kafka] max_ahead_s")
+    return None
+
+
 def decode_object(
     obj: Any, key: bytes | None, features: Features, limits: Limits, now_ms: int
 ) -> Point | Invalid:
@@ -204,10 +211,9 @@ def decode_object(
     ts = parse_ts(obj.get("ts"))
     if isinstance(ts, Invalid):
         return ts
-    if limits.max_age_ms and ts < now_ms - limits.max_age_ms:
-        return _bad("timestamp_out_of_range", "'ts' is older than [kafka] max_age_s")
-    if ts > now_ms + limits.max_ahead_ms:
-        return _bad("timestamp_out_of_range", "'ts' is further ahead than [kafka] max_ahead_s")
+    late = _out_of_range(ts, limits, now_ms)
+    if late is not None:
+        return late
     values = _values(obj, features(stream))
     if isinstance(values, Invalid):
         return values
@@ -215,9 +221,8 @@ def decode_object(
 
 
 def _number_fast(v: Any) -> float | None:
-    """An accepted number as float, or None. Exact types, as bool is not a number here; orjson
-    reads integers beyond 64 bits as floats, so float() cannot overflow; NaN and infinities
-    fail the chained comparison."""
+    """An accepted number as float, or None. Exact types (a bool is no number); orjson reads
+    ints past 64 bits as floats, so float() cannot overflow; NaN and inf fail the comparison."""
     if type(v) is float:
         f = v
     elif type(v) is int:
@@ -227,14 +232,12 @@ def _number_fast(v: Any) -> float | None:
     return f if -MAX_ABS_VALUE <= f <= MAX_ABS_VALUE else None
 
 
-def _point_fast(
+def _fast(
     obj: Any, key: bytes | None, features: Features, limits: Limits, now_ms: int
-) -> Point | None:
-    """The Point decode_object would return for ``obj``, or None to let decode_object decide.
-
-    Every check below is one of decode_object's, written for the exact types orjson yields;
-    returning None is always safe (the message is then decoded the original way).
-    """
+) -> Point | Invalid | None:
+    """What decode_object would return for ``obj`` (from orjson), or None to let it decide on
+    the stdlib's parse. Its checks, in its order, for orjson's exact types; past stream and ts
+    the two parses agree, so a stale or early ts is named here."""
     if type(obj) is not dict:
         return None
     s = obj.get("stream")
@@ -252,15 +255,11 @@ def _point_fast(
             _IDS.clear()
         stream = _IDS.setdefault(checked, checked)
     ts = obj.get("ts")
-    if type(ts) is int:
-        if not MIN_TS_MS <= ts <= MAX_TS_MS:
-            return None
-    else:
-        ts = parse_ts(ts)
-        if isinstance(ts, Invalid):
-            return None
-    if (limits.max_age_ms and ts < now_ms - limits.max_age_ms) or ts > now_ms + limits.max_ahead_ms:
+    ts = ts if type(ts) is int and MIN_TS_MS <= ts <= MAX_TS_MS else parse_ts(ts)
+    if isinstance(ts, Invalid):
         return None
+    if (limits.max_age_ms and ts < now_ms - limits.max_age_ms) or ts > now_ms + limits.max_ahead_ms:
+        return _out_of_range(ts, limits, now_ms)  # stale backlogs are common and cheap to name
     names = features(stream)
     if "values" not in obj:
         v = _number_fast(obj.get("value")) if len(names) == 1 else None
@@ -309,5 +308,5 @@ def decode(
         obj = orjson.loads(value)
     except orjson.JSONDecodeError:  # also bad UTF-8, NaN, lone surrogates, 1e400, depth > 1024
         return _decode_json(value, key, features, limits, now_ms)
-    point = _point_fast(obj, key, features, limits, now_ms)
-    return point if point is not None else _decode_json(value, key, features, limits, now_ms)
+    done = _fast(obj, key, features, limits, now_ms)
+    return done if done is not None else _decode_json(value, key, features, limits, now_ms)

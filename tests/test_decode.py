@@ -349,6 +349,15 @@ HEAD = b'{"stream": "s", "ts": 1764547200000, '
         (b'{"stream": "s", "ts": 1764547200000.9, "value": 1}', "ok"),
         (b'{"stream": "s", "ts": "2025-12-01T00:00:00.5Z", "value": 1}', "ok"),
         (b'{"stream": "s", "ts": 1e400, "value": 1}', "bad_timestamp"),
+        # a stale or early ts is named on the short path, after the stream and ts checks
+        (b'{"stream": "s", "ts": 1764460799999, "value": 1}', "timestamp_out_of_range"),
+        (b'{"stream": "s", "ts": 1764547500001, "value": NaN}', "timestamp_out_of_range"),
+        (b'{"stream": "s", "ts": 1764547500001, "value": "x"}', "timestamp_out_of_range"),
+        (b'{"stream": "s", "ts": "2025-11-29T00:00:00Z", "values": 1}', "timestamp_out_of_range"),
+        (b'{"stream": "s", "ts": 1764460799999.5}', "timestamp_out_of_range"),
+        (b'{"stream": "", "ts": 1764460799999, "value": 1}', "missing_stream"),
+        (b'{"ts": 1764460799999, "value": 1}', "missing_stream"),
+        (b'{"stream": "s", "ts": -1764460799999, "value": 1}', "bad_timestamp"),
     ],
 )
 def test_the_short_path_decodes_edge_cases_like_the_stdlib(raw: bytes, want: str) -> None:
@@ -389,6 +398,15 @@ def test_duplicate_keys_keep_the_last_value_and_multi_feature_edges() -> None:
     assert same(base + b'"values": {"a": 1, "b": 2}}', features=lambda _: ("a", "a")) == (
         Invalid("unknown_feature", "'values' has unknown feature 'b'")
     )
+
+
+def test_timestamp_ranges_match_the_stdlib() -> None:
+    for limits in (LIMITS, Limits(max_bytes=4096, max_age_ms=0, max_ahead_ms=0)):
+        for ts in (0, NOW_MS - 86_400_001, NOW_MS - 86_400_000, NOW_MS, NOW_MS + 1, 2**63, -1):
+            for value in (b"1", b"NaN", b'"x"'):
+                raw = b'{"stream": "s", "ts": %d, "value": %s}' % (ts, value)
+                new = decode(raw, None, one, limits, NOW_MS)
+                assert new == decode_mod._decode_json(raw, None, one, limits, NOW_MS), raw
 
 
 def test_key_fallback_and_stream_checks_match_the_stdlib() -> None:
