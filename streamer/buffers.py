@@ -47,21 +47,27 @@ class Column:
     default: float = 0
 
 
-def _filled(rows: int, c: Column) -> np.ndarray:
-    """``rows`` rows of ``c`` holding its default, in a private anonymous mapping.
+MAPPED_MIN_BYTES = 1 << 16  # columns this large get their own mapping (see _filled)
 
-    The kernel zero-fills a page of the mapping on its first write, so rows never written
-    (a grown table's slack) cost no RSS when the default is 0; and dropping the array (the
-    old column after :meth:`StateTable.grow`) unmaps it, returning its memory to the OS at
-    once. Neither holds for malloc'd columns: glibc serves them from the heap once its mmap
-    threshold has risen, and ``calloc`` then writes zeros over the whole block.
+
+def _filled(rows: int, c: Column) -> np.ndarray:
+    """``rows`` rows of ``c`` holding its default; from :data:`MAPPED_MIN_BYTES` on, in a
+    private anonymous mapping of its own.
+
+    The kernel zero-fills a page of a mapping on its first write, so rows never written (a
+    grown table's slack) cost no RSS when the default is 0; and dropping the array (the old
+    column after :meth:`StateTable.grow`) unmaps it, returning its memory to the OS at once.
+    Neither holds for malloc'd columns: glibc serves them from the heap once its mmap
+    threshold has risen, and ``calloc`` then writes zeros over the whole block. Smaller
+    columns stay malloc'd: a page each would be waste, and a process may hold many tables.
     """
-    dtype = np.dtype(c.dtype)
     shape = (rows, *c.shape)
-    size = dtype.itemsize * math.prod(shape)
-    buf = mmap.mmap(-1, max(size, 1), flags=mmap.MAP_PRIVATE)
-    out = np.frombuffer(buf, dtype=dtype, count=math.prod(shape))
-    out = out.reshape(shape)
+    count = math.prod(shape)
+    size = np.dtype(c.dtype).itemsize * count
+    if size < MAPPED_MIN_BYTES:
+        return np.full(shape, c.default, dtype=c.dtype)
+    buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+    out = np.frombuffer(buf, dtype=c.dtype, count=count).reshape(shape)
     if c.default != 0:
         out.fill(c.default)
     return out

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamer.buffers import (
+    MAPPED_MIN_BYTES,
     Column,
     StateCodec,
     StateTable,
@@ -102,26 +103,27 @@ def test_table_grows_keeping_rows_and_defaults() -> None:
 
 
 def test_grown_rows_hold_every_columns_default_and_dirty_rows_reset() -> None:
-    """Zero-default columns come from fresh mappings (never written): they read 0 = default;
-    a row handed out again after use is reset to every column's default."""
+    """Large zero-default columns come from fresh mappings (never written): they read 0 = the
+    default; a row handed out again after use is reset to every column's default."""
     spec = {**window_spec(3, 2), "k": Column("int8"), "m": Column("float64", (), -2.5)}
     t = StateTable(spec, 3)
     for name in t.spec:
         t[name][:] = 9
-    t.grow(1000)
-    assert all(t[name].flags.writeable and t[name].shape[0] == 1000 for name in t.spec)
+    t.grow(20_000)
+    assert t["k"].nbytes < MAPPED_MIN_BYTES <= t["win"].nbytes  # both kinds of column
+    assert all(t[name].flags.writeable and t[name].shape[0] == 20_000 for name in t.spec)
     assert all((t[name][:3] == 9).all() for name in t.spec)
     for name, c in t.spec.items():
         assert (t[name][3:] == c.default).all(), name
-    t.reset(np.array([1, 999]))
+    t.reset(np.array([1, 19_999]))
     for name, c in t.spec.items():
-        assert (t[name][[1, 999]] == c.default).all() and (t[name][[0, 2]] == 9).all(), name
+        assert (t[name][[1, 19_999]] == c.default).all() and (t[name][[0, 2]] == 9).all(), name
 
 
 def test_tables_and_grown_columns_never_share_memory() -> None:
-    a, b = StateTable(window_spec(2, 1), 4), StateTable(window_spec(2, 1), 4)
+    a, b = StateTable(window_spec(2, 1), 10_000), StateTable(window_spec(2, 1), 10_000)
     old = a["win"]
-    a.grow(8)
+    a.grow(20_000)
     a["win"][0] = 1.0
     assert not np.shares_memory(a["win"], old) and not np.shares_memory(a["win"], b["win"])
     assert (b["win"] == 0).all() and (old == 0).all()
