@@ -97,6 +97,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--batch", type=int, default=5000, help="points per batch while filling")
     args = ap.parse_args()
+    for name in ("streams", "repeat", "batch"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     rng = np.random.default_rng(0)
     window = 50
 
