@@ -48,7 +48,7 @@ class RouteConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     path: Path = PACKAGE_MODEL  # the default route: every stream no route claims
-    intra_op_threads: int = 1
+    intra_op_threads: int = 2
     inter_op_threads: int = 1
     reload_poll_s: float = 10.0  # check model files for changes this often; 0: SIGHUP only
     routes: tuple[RouteConfig, ...] = ()  # first match wins, then the default route

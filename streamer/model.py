@@ -19,7 +19,7 @@ import numpy.typing as npt
 from streamer import manifest as mf
 from streamer.windows import Mode, error_scale
 
-MAX_BATCH = 512  # windows per session.run; see OnnxModel.predict
+MAX_BATCH = 64  # windows per session.run; see OnnxModel.predict
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,9 @@ class OnnxModel:
 
         Chunking bounds ONNX Runtime's arena, which grows to the largest batch it has seen and
         keeps it: 5,000 windows of the default model peaked at 367 MiB RSS in one call and at
-        94 MiB in chunks of 512, at the same speed (about 47k windows/s on one thread).
+        94 MiB in chunks of 512. Chunks of 64 are also the fastest for the default model's
+        LSTM on one thread: 77k windows/s, against 68k at 128 and 56k at 256 or 512
+        (``python -m bench inference`` prints the batch sizes side by side).
         """
         n = len(windows)
         out = np.empty(n, dtype=np.float32)
@@ -84,6 +86,9 @@ def load(path: str | Path, intra_op_threads: int = 1, inter_op_threads: int = 1)
     opts.intra_op_num_threads = intra_op_threads
     opts.inter_op_num_threads = inter_op_threads
     opts.log_severity_level = 3
+    # Idle pool threads sleep instead of spinning: the loop's other work (and the broker on a
+    # small machine) needs the cores between two inference calls.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
