@@ -32,6 +32,9 @@ class KafkaConfig:
     request_timeout_ms: int = 30_000
     metadata_max_age_ms: int = 30_000  # a topic or partitions added later are seen this soon
     flush_timeout_s: float = 30.0  # waiting for the broker's acks of one batch's outputs
+    # Offsets (and, with [state] enabled, the state of the streams touched since) are
+    # committed at most this often, and always on revocation and shutdown; 0: every batch.
+    commit_interval_s: float = 1.0
     shutdown_timeout_s: float = 20.0  # SIGTERM to exit, hard bound
     max_message_bytes: int = 65_536  # larger input messages are dead-lettered as too_large
     fetch_max_bytes: int = 16_777_216  # bound of one fetch (memory under a burst)
@@ -113,6 +116,8 @@ class KafkaConfig:
         for key in (*positive, "shutdown_timeout_s"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
+        if self.commit_interval_s < 0:
+            raise ValueError(f"commit_interval_s must be >= 0, got {self.commit_interval_s}")
         if self.max_age_s < 0 or self.max_ahead_s < 0:
             raise ValueError("max_age_s and max_ahead_s must be >= 0")
         if self.heartbeat_interval_ms >= self.session_timeout_ms:

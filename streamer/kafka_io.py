@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from streamer.kafka_config import KafkaConfig
 from streamer.metrics import Metrics
@@ -23,23 +23,42 @@ log = logging.getLogger("lstmad.kafka")
 TopicPartition = tuple[str, int]
 
 
+class Consumed(Protocol):
+    """What the loop reads of one consumed record: kafka-python's ``ConsumerRecord`` as
+    polled (no copy per message) or a :class:`Message`. ``timestamp`` is Kafka's (producer
+    or log-append) time in epoch milliseconds."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def timestamp(self) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One consumed record; ``timestamp_ms`` is Kafka's (producer or log-append) time."""
+    """One record built outside Kafka (replay, tests); see :class:`Consumed`."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
-    timestamp_ms: int
+    timestamp: int
 
 
 @dataclass
 class Batch:
     """One poll: the messages, and per partition the next offset to read (what to commit)."""
 
-    messages: list[Message] = field(default_factory=list)
+    messages: list[Consumed] = field(default_factory=list)
     next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
 
 
@@ -69,21 +88,43 @@ def client_options(cfg: KafkaConfig) -> dict[str, Any]:
 
 
 def _listener(io: KafkaIO) -> Any:
-    """Rebalance callbacks. They run on kafka-python's IO thread during ``poll``, so they
-    only record what changed (``io.rebalance_events``, in order); the loop thread applies
-    them after ``poll`` returns and before it scores anything (drop the revoked streams,
-    restore the assigned ones). The loop delivers, checkpoints and commits after every batch,
-    so nothing is pending at revocation; a commit that failed is forgotten there (the new
-    owner starts from the last successful commit and skips what the state already holds)."""
+    """Rebalance callbacks. kafka-python runs them on its IO thread while the loop thread is
+    blocked in ``poll`` (or ``close``), so the loop's state is quiescent.
+
+    On revocation, first :attr:`KafkaIO.before_revoke` (the daemon: land the batch in
+    flight, checkpoint the streams touched since the last commit, wait for the acks through
+    the producer's own connection) returns the offsets to commit; they are committed with
+    ``commit_async`` (a blocking ``commit`` on the IO thread would deadlock), queued before
+    the JoinGroup that follows, on the same coordinator connection, so the broker applies
+    it while this member still owns the partitions. A checkpoint or commit that fails is
+    given up: the new owner starts from the last successful commit and skips what the
+    restored state already holds. Then the change is recorded (``io.rebalance_events``, in
+    order) for the loop thread to apply after ``poll`` returns and before it scores
+    anything (drop the revoked streams, restore the assigned ones)."""
     from kafka import ConsumerRebalanceListener
 
     def own(tps: Iterable[Any]) -> list[int]:
         return sorted(tp.partition for tp in tps if tp.topic == io.cfg.input_topic)
 
+    def committed(offsets: Mapping[Any, Any], response: Any) -> None:
+        done = {f"{tp.topic}:{tp.partition}": o.offset for tp, o in offsets.items()}
+        if isinstance(response, Exception):
+            io.metrics.commits.labels("failed").inc()
+            log.warning(
+                "commit on revocation failed; the new owner re-reads from the last one",
+                extra={"fields": {"offsets": done, "error": repr(response)}},
+            )
+        else:
+            io.metrics.commits.labels("ok").inc()
+            log.info("committed on revocation", extra={"fields": {"offsets": done}})
+
     class Listener(ConsumerRebalanceListener):
         def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
             revoked = list(revoked)
             _log_partitions("partitions revoked", revoked, io)
+            offsets = io.before_revoke() if io.before_revoke is not None and revoked else {}
+            if offsets:
+                io._consumer.commit_async(_offsets(offsets), callback=committed)
             io.uncommitted.clear()
             io.rebalance_events.append(("revoked", own(revoked)))
 
@@ -93,6 +134,14 @@ def _listener(io: KafkaIO) -> Any:
             io.rebalance_events.append(("assigned", own(assigned)))
 
     return Listener()
+
+
+def _offsets(offsets: Mapping[TopicPartition, int]) -> dict[Any, Any]:
+    """kafka-python's commit argument for ``next offset to read`` per partition."""
+    from kafka.structs import OffsetAndMetadata
+    from kafka.structs import TopicPartition as TP
+
+    return {TP(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
 
 
 def _log_partitions(what: str, tps: Iterable[Any], io: KafkaIO) -> None:
@@ -113,6 +162,9 @@ class KafkaIO:
         # ("assigned" | "revoked", input partitions), appended by the rebalance listener
         self.rebalance_events: list[tuple[str, list[int]]] = []
         self.uncommitted: dict[TopicPartition, int] = {}  # a failed commit, retried
+        # Called on revocation (IO thread, loop thread blocked in poll/close): checkpoint what
+        # is pending and return the offsets to commit before the partitions go.
+        self.before_revoke: Callable[[], dict[TopicPartition, int]] | None = None
 
     def open(self) -> None:
         from kafka import KafkaConsumer
@@ -198,10 +250,7 @@ class KafkaIO:
         self.broker_ok = True
         out = Batch()
         for tp, records in batches.items():
-            out.messages.extend(
-                Message(tp.topic, tp.partition, r.offset, r.key, r.value, r.timestamp)
-                for r in records
-            )
+            out.messages.extend(records)
             if records:  # records of a partition come in offset order
                 out.next_offsets[(tp.topic, tp.partition)] = records[-1].offset + 1
         return out
@@ -262,17 +311,12 @@ class KafkaIO:
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
         """Commit ``next offset to read`` per partition; False if the group refused it."""
-        from kafka.structs import OffsetAndMetadata
-        from kafka.structs import TopicPartition as TP
-
         if not offsets:
             return True
         self.uncommitted.update(offsets)  # a failed commit rides along with the next one
         offsets = dict(self.uncommitted)
         try:
-            self._consumer.commit(
-                {TP(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
-            )
+            self._consumer.commit(_offsets(offsets))
         except Exception as exc:  # e.g. CommitFailedError after a rebalance: re-read later
             self.metrics.commits.labels("failed").inc()
             self.metrics.kafka_errors.labels("commit").inc()

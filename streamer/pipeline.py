@@ -46,7 +46,8 @@ from streamer.seasonal import SeasonalConfig, SeasonalDetector
 from streamer.volatility import VolatilityConfig, VolatilityDetector
 
 __all__ = [
-    "DetectConfig", "Event", "Pipeline", "Points", "Predictor", "Rejected", "Result", "Scored",
+    "DetectConfig", "Event", "Pipeline", "Points", "Predictor", "Prepared", "Rejected", "Result",
+    "Scored", "forecast",
 ]  # fmt: skip
 
 
@@ -84,6 +85,38 @@ FORECAST_SPEC = {
     "pred": Column("float64"),  # forecast of the next point
     "pred_scale": Column("float64"),  # error_scale of the window it came from
 }
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One batch between :meth:`Pipeline.prepare` and :meth:`Pipeline.finish` (internal
+    arrays of the hot path: accepted points ordered by stream then arrival, their rounds,
+    the stream groups, which points make a window, which are scored and the values before
+    them; ``x`` the windows to forecast, None if none)."""
+
+    points: Points
+    ts_all: np.ndarray
+    values: np.ndarray
+    rejected: list[Rejected]
+    order: np.ndarray
+    srows: np.ndarray
+    p: np.ndarray
+    g_rows: np.ndarray
+    lasts: np.ndarray
+    makes: np.ndarray
+    sj: np.ndarray
+    prev: np.ndarray
+    x: np.ndarray | None
+
+
+def forecast(model: Predictor, x: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(predictions, error scales) of windows ``x`` as float64 [k]; empty for None.
+    Safe to run on another thread than the pipeline's (it only reads ``x``)."""
+    if x is None:
+        return np.empty(0), np.empty(0)
+    k = len(x)
+    preds = np.asarray(model.predict(x), dtype=np.float64).reshape(k)
+    return preds, np.asarray(model.error_scale(x), dtype=np.float64).reshape(k)
 
 
 class Pipeline:
@@ -228,6 +261,16 @@ class Pipeline:
     def process(self, points: Points, now: float) -> Result:
         """Score one poll batch. ``now`` (unix seconds) is accepted for the contract; every
         decision here uses event time (``points.ts_ms``), so replays are reproducible."""
+        prep = self.prepare(points)
+        return self.finish(prep, *forecast(self.model, prep.x))
+
+    def prepare(self, points: Points) -> Prepared:
+        """The first half of :meth:`process`: route and order the points, append them to the
+        windows, and cut every window that needs a forecast (``Prepared.x``, a copy).
+
+        The forecasts of ``x`` (:func:`forecast`) may then be computed on another thread
+        while this one does other work, but nothing may touch this pipeline (no other
+        prepare, import, drop or eviction) before :meth:`finish` of the same batch."""
         n = len(points.streams)
         ts_all = np.asarray(points.ts_ms, dtype=np.int64)
         values = np.asarray(points.values, dtype=np.float64)
@@ -263,17 +306,24 @@ class Pipeline:
         hist = self.ring.extend(g_rows, counts, values[order], ts_all[order[lasts]])
         # A point whose window (ending at it) is full needs a forecast for the next point.
         makes = count0[gid] + p + 1 >= self.window
-        win_id = np.cumsum(makes) - 1
-        k = int(makes.sum())
-        preds, scales = np.empty(0), np.empty(0)
-        if k:
-            x = np.ascontiguousarray(hist.windows(gid[makes], p[makes]))
-            preds = np.asarray(self.model.predict(x), dtype=np.float64).reshape(k)
-            scales = np.asarray(self.model.error_scale(x), dtype=np.float64).reshape(k)
+        x = np.ascontiguousarray(hist.windows(gid[makes], p[makes])) if makes.any() else None
         # Scored: the stream's first point against its pending forecast, later ones against
         # the forecast from the window that ended at the point before.
         scored = np.where(p == 0, has0[gid], count0[gid] + p >= self.window)
         sj = np.flatnonzero(scored)
+        prev = hist.before(gid[sj], p[sj])[:, self.target].astype(np.float64)
+        return Prepared(points, ts_all, values, rejected, order, srows, p, g_rows, lasts, makes,
+                        sj, prev, x)  # fmt: skip
+
+    def finish(self, prep: Prepared, preds: np.ndarray, scales: np.ndarray) -> Result:
+        """The second half of :meth:`process`: compare, detect, keep the pending forecasts.
+        ``preds``/``scales`` are :func:`forecast` of ``prep.x``."""
+        points, ts_all, values, order, srows = (
+            prep.points, prep.ts_all, prep.values, prep.order, prep.srows
+        )  # fmt: skip
+        p, g_rows, lasts, makes, sj = prep.p, prep.g_rows, prep.lasts, prep.makes, prep.sj
+        n, k = len(points.streams), int(makes.sum())
+        win_id = np.cumsum(makes) - 1
         s_idx, s_row, s_round = order[sj], srows[sj], p[sj]
         src = np.where(s_round > 0, win_id[np.maximum(sj - 1, 0)], 0)
         pend = s_round == 0
@@ -283,13 +333,12 @@ class Pipeline:
         error = actual - predicted
         with np.errstate(divide="ignore", invalid="ignore"):
             z = error / scale
-        prev = hist.before(gid[sj], s_round)[:, self.target].astype(np.float64)
         made = makes[lasts]  # the newest window of each stream gives its pending forecast
         self.state["pred"][g_rows[made]] = preds[win_id[lasts[made]]]
         self.state["pred_scale"][g_rows[made]] = scales[win_id[lasts[made]]]
         self.state["has_pred"][g_rows[made]] = True
         score, thr, events = self._detect(points.streams, s_idx, s_row, s_round, ts_all,
-                                          actual, predicted, error, scale, prev)  # fmt: skip
+                                          actual, predicted, error, scale, prep.prev)  # fmt: skip
         touched = g_rows[self.state["has_pred"][g_rows]]
         nxt = self.state["pred"][touched]
         lo, hi = self.volatility.band(touched, nxt)
@@ -301,7 +350,7 @@ class Pipeline:
             dict(zip(names, nxt.tolist(), strict=True)), score[o], thr[o], names, lo, hi,
         )  # fmt: skip
         events.sort(key=lambda e: (e.index, e.type))
-        rejected.sort(key=lambda j: j.index)
+        rejected = sorted(prep.rejected, key=lambda j: j.index)
         return Result(scored_, events, rejected)
 
     def _detect(

@@ -12,6 +12,8 @@ same alerts by construction.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,9 +23,9 @@ from prometheus_client import Histogram
 
 from streamer import alerts
 from streamer.decode import Invalid, Limits, decode
-from streamer.kafka_io import Message
+from streamer.kafka_io import Consumed
 from streamer.metrics import Metrics
-from streamer.pipeline import Points, Result, Scored
+from streamer.pipeline import Points, Predictor, Prepared, Result, Scored, forecast
 from streamer.routing import Router
 
 
@@ -61,6 +63,33 @@ class Outputs:
     kafka_ts_ms: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
 
 
+Forecast = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]  # predictions, scales
+
+
+def _forecast_all(jobs: list[tuple[Predictor, npt.NDArray[np.float32] | None]]) -> list[Forecast]:
+    return [forecast(model, x) for model, x in jobs]
+
+
+class Staged:
+    """A decoded batch: its outputs so far (dead letters) and its points grouped by route."""
+
+    def __init__(self, messages: Sequence[Consumed], now: float, n_routes: int) -> None:
+        self.messages, self.now, self.out = messages, now, Outputs()
+        self.streams: list[list[str]] = [[] for _ in range(n_routes)]
+        self.ts: list[list[int]] = [[] for _ in range(n_routes)]
+        self.vals: list[list[tuple[float, ...]]] = [[] for _ in range(n_routes)]
+        self.idx: list[list[int]] = [[] for _ in range(n_routes)]
+
+
+@dataclass(frozen=True)
+class Launched:
+    """A batch whose points are in the windows and whose forecasts are being computed."""
+
+    staged: Staged
+    preps: dict[int, Prepared]  # route -> its half-processed points
+    forecasts: Future[list[Forecast]]  # one per route of preps, in that order
+
+
 class Scorer:
     def __init__(
         self,
@@ -83,18 +112,20 @@ class Scorer:
         # point past it, so without a restore nothing is ever skipped
         self.restored: dict[str, tuple[int, int]] = {}
 
-    def score(self, messages: list[Message], now: float) -> Outputs:
-        out = Outputs()
+    def score(self, messages: Sequence[Consumed], now: float) -> Outputs:
+        """One batch, start to end, on this thread: :meth:`stage`, :meth:`launch`, :meth:`land`."""
+        return self.land(self.launch(self.stage(messages, now)))
+
+    def stage(self, messages: Sequence[Consumed], now: float) -> Staged:
+        """Decode every message (dead letters for the invalid ones) and group the points by
+        route. Touches no pipeline, so it may run while another batch is launched."""
+        st = Staged(messages, now, len(self.router.routes))
+        out = st.out
         now_ms = int(now * 1000)
-        n_routes = len(self.router.routes)
-        streams: list[list[str]] = [[] for _ in range(n_routes)]
-        ts: list[list[int]] = [[] for _ in range(n_routes)]
-        vals: list[list[tuple[float, ...]]] = [[] for _ in range(n_routes)]
-        idx: list[list[int]] = [[] for _ in range(n_routes)]
         features = self.router.features_of
         out.kafka_ts_ms = np.empty(len(messages), np.int64)
         for i, msg in enumerate(messages):
-            out.kafka_ts_ms[i] = msg.timestamp_ms
+            out.kafka_ts_ms[i] = msg.timestamp
             d = decode(msg.value, msg.key, features, self.limits, now_ms)
             if isinstance(d, Invalid):
                 self._dead(out, msg, d.reason, d.detail, now)
@@ -107,13 +138,42 @@ class Scorer:
                 del self.restored[d.stream]
             out.touched[d.stream] = (msg.partition, msg.offset)
             r = self.router.route_of(d.stream)
-            streams[r].append(d.stream)
-            ts[r].append(d.ts_ms)
-            vals[r].append(d.values)
-            idx[r].append(i)
-        for r in range(n_routes):
-            if streams[r]:
-                self._route(out, r, messages, streams[r], ts[r], vals[r], idx[r], now)
+            st.streams[r].append(d.stream)
+            st.ts[r].append(d.ts_ms)
+            st.vals[r].append(d.values)
+            st.idx[r].append(i)
+        return st
+
+    def launch(self, st: Staged, pool: Executor | None = None) -> Launched:
+        """Append the points to their routes' windows (:meth:`Pipeline.prepare`) and start
+        the forecasts: on ``pool`` (ONNX Runtime releases the GIL, so the caller can poll and
+        decode the next batch meanwhile) or, without one, right here. Until :meth:`land`,
+        nothing may touch the pipelines."""
+        preps = {}
+        for r, streams in enumerate(st.streams):
+            if streams:
+                points = Points(
+                    streams=streams,
+                    ts_ms=np.asarray(st.ts[r], dtype=np.int64),
+                    values=np.asarray(st.vals[r], dtype=np.float64).reshape(len(streams), -1),
+                    offsets=np.asarray(st.idx[r], dtype=np.int64),
+                )
+                preps[r] = self.router.routes[r].pipeline.prepare(points)
+        jobs = [(self.router.routes[r].pipeline.model, prep.x) for r, prep in preps.items()]
+        if pool is None:
+            done: Future[list[Forecast]] = Future()
+            done.set_result(_forecast_all(jobs))
+        else:
+            done = pool.submit(_forecast_all, jobs)
+        return Launched(st, preps, done)
+
+    def land(self, la: Launched) -> Outputs:
+        """Wait for the forecasts, run the detectors (:meth:`Pipeline.finish`) and build the
+        batch's outputs; re-raises what the forecast raised."""
+        st, out = la.staged, la.staged.out
+        for (r, prep), fc in zip(la.preps.items(), la.forecasts.result(), strict=True):
+            result = self.router.routes[r].pipeline.finish(prep, *fc)
+            self._route(out, r, st.messages, st.streams[r], st.ts[r], st.idx[r], st.now, result)
         self.applied.update(out.touched)
         self.metrics.points.inc(out.points)
         for reason, n in out.invalid.items():
@@ -151,9 +211,9 @@ class Scorer:
         self.metrics.active_streams.set(self.router.stream_count())
         return names
 
-    def _dead(self, out: Outputs, msg: Message, reason: str, detail: str, now: float) -> None:
+    def _dead(self, out: Outputs, msg: Consumed, reason: str, detail: str, now: float) -> None:
         src = alerts.Source(msg.topic, msg.partition, msg.offset)
-        doc = alerts.dead_letter(reason, detail, src, msg.key, msg.value, msg.timestamp_ms, now)
+        doc = alerts.dead_letter(reason, detail, src, msg.key, msg.value, msg.timestamp, now)
         out.dead.append((msg.key, doc))
         out.invalid[reason] += 1
 
@@ -161,21 +221,14 @@ class Scorer:
         self,
         out: Outputs,
         r: int,
-        messages: list[Message],
+        messages: Sequence[Consumed],
         streams: list[str],
         ts: list[int],
-        vals: list[tuple[float, ...]],
         idx: list[int],
         now: float,
+        result: Result,
     ) -> None:
         route = self.router.routes[r]
-        points = Points(
-            streams=streams,
-            ts_ms=np.asarray(ts, dtype=np.int64),
-            values=np.asarray(vals, dtype=np.float64).reshape(len(vals), -1),
-            offsets=np.asarray(idx, dtype=np.int64),
-        )
-        result: Result = route.pipeline.process(points, now)
         for rej in result.rejected:
             msg = messages[idx[rej.index]]
             self._dead(out, msg, rej.reason, f"refused by the scoring core: {rej.reason}", now)

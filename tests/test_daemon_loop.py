@@ -38,6 +38,7 @@ class RecordingIO:
         self.broker_ok = True
         self.stop_after: Any = None
         self.rebalance_events: list[tuple[str, list[int]]] = []
+        self.uncommitted: dict[tuple[str, int], int] = {}
         self.sent: list[tuple[str, bytes | None, bytes | None, int | None]] = []
 
     def open(self) -> None:
@@ -97,10 +98,11 @@ def messages(streams: list[ds.Stream], lo: int, hi: int) -> list[Message]:
     return out
 
 
-def make(io: RecordingIO, tmp_path: Path, **state: float) -> tuple[Daemon, CollectorRegistry]:
-    cfg = config.from_dict(
-        {"model": {"path": str(ds.MODEL), "reload_poll_s": 0.0}, "state": state}, tmp_path, env={}
-    )
+def make(
+    io: RecordingIO, tmp_path: Path, kafka: dict[str, Any] | None = None, **state: float
+) -> tuple[Daemon, CollectorRegistry]:
+    sections = {"model": {"path": str(ds.MODEL), "reload_poll_s": 0.0}, "state": state}
+    cfg = config.from_dict({**sections, "kafka": kafka or {}}, tmp_path, env={})
     registry = CollectorRegistry()
     metrics = Metrics.create(registry)
     scorer = Scorer(Router(cfg.model, cfg.detect, metrics), Limits(), metrics)
@@ -130,6 +132,42 @@ def test_outputs_are_acknowledged_before_offsets_are_committed(tmp_path: Path) -
     assert ("send", "alerts") in io.calls  # the spike's open and resolved
     assert registry.get_sample_value("lstmad_points_total") == 2 * ds.N
     assert registry.get_sample_value("lstmad_ready") == 0  # stopped
+
+
+def test_offsets_are_committed_on_the_interval_and_at_shutdown(tmp_path: Path) -> None:
+    streams = ds.make_streams(("spike", "normal"), "ci")
+    batches = [messages(streams, lo, lo + 100) for lo in range(0, 300, 100)]
+    io = RecordingIO([*batches])
+    d, _ = make(io, tmp_path, kafka={"commit_interval_s": 3600.0})
+    io.stop_after = d.request_stop
+    assert d.run() == 0
+    commits = [c[1] for c in io.calls if c[0] == "commit"]
+    # the first batch right away (nothing committed yet), the rest once, when stopping
+    assert commits == [{("in", 0): 199, ("in", 1): 200}, {("in", 0): 599, ("in", 1): 600}]
+    letters = "".join({"open": "o", "send": "s", "deliver": "d", "commit": "c", "close": "x"}[k]
+                      for k, _ in io.calls)  # fmt: skip
+    assert re.fullmatch(r"os*dcs*ds*dcx", letters), letters  # each batch acked before commit
+
+
+def test_a_revocation_lands_the_batch_in_flight_and_hands_back_its_offsets(
+    tmp_path: Path,
+) -> None:
+    streams = ds.make_streams(("spike",), "rv")
+    io = RecordingIO([messages(streams, 0, ds.AT + 3)])
+    d, registry = make(io, tmp_path, kafka={"commit_interval_s": 3600.0})
+    d._next_commit = float("inf")
+    d.step()  # launched: its forecasts computed while the next poll runs
+    assert registry.get_sample_value("lstmad_points_total") == 0
+    assert d._before_revoke() == {("in", 0): ds.AT + 3}
+    assert registry.get_sample_value("lstmad_points_total") == ds.AT + 3
+    assert ("deliver", None) in io.calls and ("send", "alerts") in io.calls
+    assert not [c for c in io.calls if c[0] == "commit"]  # the listener commits those
+    assert d._before_revoke() == {}  # nothing pending any more
+    io.batches.append(messages(streams, ds.AT + 3, ds.AT + 6))
+    d.step()
+    d._crashed = True  # a failed loop closes the clients: no landing, no checkpoint then
+    assert d._before_revoke() == {}
+    assert registry.get_sample_value("lstmad_points_total") == ds.AT + 3
 
 
 def test_a_failed_delivery_is_resent_then_committed(tmp_path: Path) -> None:
