@@ -3,11 +3,11 @@
 Every piece of per-stream state (window contents, detector statistics, open episodes) lives
 in a :class:`StateTable`: named numpy columns whose first axis is the *row* of a stream.
 Tables grow by doubling as streams appear, so the hot path only ever does fancy indexing
-over rows; a freed row is reset to its defaults and reused. Each column is its own anonymous
-mapping, so rows never written (the doubling's slack) are not resident unless their
-column's default is non-zero. Because the columns are plain
-fixed-size numpy dtypes, one stream's state is one record of a structured dtype, which is
-how :mod:`streamer.pipeline` exports state as compact bytes (no pickle).
+over rows; a freed row is reset to its defaults and reused. Every column of 64 KiB or more
+is an anonymous mapping of its own, so rows never written (the doubling's slack) are not
+resident unless the column's default is non-zero. Because the columns are plain fixed-size
+numpy dtypes, one stream's state is one record of a structured dtype, which is how
+:mod:`streamer.pipeline` exports state as compact bytes (no pickle).
 
 :class:`StreamIndex` maps stream ids to rows (a dict plus a free list) and
 :class:`WindowBuffers` keeps the last ``window`` points of every stream, the count and the
