@@ -92,8 +92,6 @@ class Handover:
                 value = statestore.encode(StreamState(s, p, off, blob))
                 io.send(self.topic, s.encode("utf-8"), value, partition=p)
                 n += 1
-            for s in set(names) - set(blobs):  # never held (e.g. refused): nothing to keep
-                self.scorer.applied.pop(s, None)
         self.checkpoints.inc(n)
         return n
 
@@ -135,9 +133,7 @@ class Handover:
                             "state not restored; the stream warms up again",
                             extra={"fields": {"stream": s, "error": str(exc)}},
                         )
-            for s in ok:
-                self.scorer.applied[s] = (group[s].partition, group[s].offset)
-                self.scorer.restored[s] = self.scorer.applied[s]
+            self.scorer.mark_restored(r, {s: (group[s].partition, group[s].offset) for s in ok})
             n += len(ok)
         took = time.monotonic() - t0
         self.restored.inc(n)

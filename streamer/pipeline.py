@@ -85,6 +85,13 @@ FORECAST_SPEC = {
     "pred": Column("float64"),  # forecast of the next point
     "pred_scale": Column("float64"),  # error_scale of the window it came from
 }
+# Where the last point applied to a row came from (input partition, offset; -1: not known):
+# what the caller checkpoints and drops by. Outside the exported state (the state topic's
+# record header carries it), so :class:`StateCodec` does not see this table.
+SOURCE_SPEC = {
+    "src_partition": Column("int32", (), -1),
+    "src_offset": Column("int64", (), -1),
+}
 
 
 @dataclass(frozen=True)
@@ -136,6 +143,7 @@ class Pipeline:
         self.seasonal = SeasonalDetector(config.seasonal, cap)
         self.tables = [self.state, self.anomaly.table, self.volatility.table, self.seasonal.table]
         self.codec = StateCodec(self.tables, self.window, self.nfeat)
+        self.source = StateTable(SOURCE_SPEC, cap)  # not in self.tables: never exported
 
     # ------------------------------------------------------------------ housekeeping
     def stream_count(self) -> int:
@@ -168,7 +176,9 @@ class Pipeline:
             cap = max(need, 2 * self.state.capacity)
             for t in self.tables:
                 t.grow(cap)
+            self.source.grow(cap)
         self.state.reset(rows)
+        self.source.reset(rows)
         self.anomaly.init_rows(rows)
         self.volatility.init_rows(rows)
         self.seasonal.init_rows(rows)
@@ -193,12 +203,20 @@ class Pipeline:
                 self._new_rows(np.asarray(added, dtype=np.intp))
         return rows
 
-    def evict_idle(self, now_ms: int, idle_ms: int, events: list[Event] | None = None) -> list[str]:
+    def evict_idle(
+        self,
+        now_ms: int,
+        idle_ms: int,
+        events: list[Event] | None = None,
+        partitions: list[int] | None = None,
+    ) -> list[str]:
         """Free the streams whose last point is older than ``now_ms - idle_ms``.
 
         If ``events`` is given, a ``resolved`` event (index -1, ts = the stream's last point,
         error 0, predicted = its pending forecast or last value) is appended to it for every
-        episode still open on an evicted stream.
+        episode still open on an evicted stream. If ``partitions`` is given, the source
+        partition of each evicted stream (-1 if never recorded) is appended to it, in the
+        order of the returned names.
         """
         if not len(self.index):
             return []
@@ -219,9 +237,12 @@ class Pipeline:
                               float(last[j]), float(pred[j]), 0.0, 0.0, 0.0,
                               SEVERITIES[int(t["sev"][r])], int(t["ep_start"][r]))
                     )  # fmt: skip
+        if partitions is not None:
+            partitions.extend(self.source["src_partition"][gone].tolist())
         self.index.remove(names)
         for t in self.tables:
             t.reset(gone)
+        self.source.reset(gone)
         return names
 
     def drop(self, streams: Iterable[str]) -> list[str]:
@@ -232,7 +253,40 @@ class Pipeline:
             rows = self.index.remove(known)
             for t in self.tables:
                 t.reset(rows)
+            self.source.reset(rows)
         return known
+
+    def set_source(
+        self, streams: list[str], partitions: np.ndarray, offsets: np.ndarray
+    ) -> np.ndarray:
+        """Record (input partition, offset) of the last point applied to each stream;
+        unknown streams are skipped. Returns the mask of the streams that were known."""
+        rows = self.index.lookup(streams)
+        known = rows >= 0
+        self.source["src_partition"][rows[known]] = np.asarray(partitions)[known]
+        self.source["src_offset"][rows[known]] = np.asarray(offsets)[known]
+        return known
+
+    def source_of(self, streams: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(partitions, offsets) recorded for ``streams`` by :meth:`set_source`; -1 for a
+        stream not held or never recorded."""
+        rows = self.index.lookup(streams)
+        known = rows >= 0
+        part = np.full(len(rows), -1, dtype=np.int64)
+        off = np.full(len(rows), -1, dtype=np.int64)
+        part[known] = self.source["src_partition"][rows[known]]
+        off[known] = self.source["src_offset"][rows[known]]
+        return part, off
+
+    def streams_from(self, partitions: Iterable[int]) -> list[str]:
+        """The live streams whose recorded source partition is one of ``partitions``."""
+        if not len(self.index):
+            return []
+        ids = list(self.index.rows)
+        rows = np.fromiter(self.index.rows.values(), dtype=np.intp, count=len(ids))
+        want = np.fromiter(partitions, dtype=np.int64)
+        hit = np.isin(self.source["src_partition"][rows], want)
+        return [ids[i] for i in np.flatnonzero(hit)]
 
     def export_state(self, streams: Iterable[str]) -> dict[str, bytes]:
         """Compact, versioned bytes per known stream (unknown streams are left out)."""
@@ -255,7 +309,9 @@ class Pipeline:
             self._new_rows(np.asarray(added, dtype=np.intp))
         streams = list(states)
         if streams:
-            self.codec.decode(self.index.lookup(streams), [states[s] for s in streams])
+            rows = self.index.lookup(streams)
+            self.codec.decode(rows, [states[s] for s in streams])
+            self.source.reset(rows)  # replaced: the caller records where the import came from
 
     # ------------------------------------------------------------------ the hot path
     def process(self, points: Points, now: float) -> Result:

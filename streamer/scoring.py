@@ -12,7 +12,7 @@ same alerts by construction.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,12 +104,12 @@ class Scorer:
         self.metrics = metrics
         self.predictions = predictions
         self.labelled = frozenset(labelled_streams)
-        # stream -> (input partition, offset of the last point applied to its state), for
-        # checkpoints and for dropping a revoked partition's streams
-        self.applied: dict[str, tuple[int, int]] = {}
-        # the same, as restored from the state topic (streamer.handover): a replayed point
-        # at or below it is already in the state and is skipped; the entry goes at the first
-        # point past it, so without a restore nothing is ever skipped
+        # (input partition, offset of the last point applied to a stream's state) lives in
+        # each route pipeline's source table (Pipeline.set_source), for checkpoints and for
+        # dropping a revoked partition's streams. The same, as restored from the state topic
+        # (streamer.handover): a replayed point at or below it is already in the state and is
+        # skipped; the entry goes at the first point past it, so without a restore nothing is
+        # ever skipped (and this stays empty).
         self.restored: dict[str, tuple[int, int]] = {}
 
     def score(self, messages: Sequence[Consumed], now: float) -> Outputs:
@@ -174,7 +174,7 @@ class Scorer:
         for (r, prep), fc in zip(la.preps.items(), la.forecasts.result(), strict=True):
             result = self.router.routes[r].pipeline.finish(prep, *fc)
             self._route(out, r, st.messages, st.streams[r], st.ts[r], st.idx[r], st.now, result)
-        self.applied.update(out.touched)
+        self._record_sources(la.preps, out.touched)
         self.metrics.points.inc(out.points)
         for reason, n in out.invalid.items():
             self.metrics.invalid.labels(reason).inc(n)
@@ -189,8 +189,10 @@ class Scorer:
         gone: dict[str, int] = {}
         for route in self.router.routes:
             events: list[Any] = []
-            for s in route.pipeline.evict_idle(int(now * 1000), int(idle_s * 1000), events):
-                gone[s] = self.applied.pop(s, (-1, -1))[0]
+            parts: list[int] = []
+            names = route.pipeline.evict_idle(int(now * 1000), int(idle_s * 1000), events, parts)
+            for s, p in zip(names, parts, strict=True):
+                gone[s] = p
                 self.restored.pop(s, None)
             ref = route.ref
             for ev in events:
@@ -202,14 +204,41 @@ class Scorer:
     def drop(self, partitions: set[int]) -> list[str]:
         """Forget every stream last read from one of ``partitions`` (revoked: another owner
         restores them from the state topic). No events: their episodes stay open there."""
-        names = [s for s, (p, _) in self.applied.items() if p in partitions]
-        for s in names:
-            del self.applied[s]
-            self.restored.pop(s, None)
+        names: list[str] = []
         for route in self.router.routes:
-            route.pipeline.drop(names)
+            names += route.pipeline.drop(route.pipeline.streams_from(partitions))
+        for s in names:
+            self.restored.pop(s, None)
         self.metrics.active_streams.set(self.router.stream_count())
         return names
+
+    def applied(self, stream: str) -> tuple[int, int] | None:
+        """(input partition, offset) of the last point applied to ``stream``'s state, None
+        if no route holds it or none was recorded."""
+        part, off = self.router.routes[self.router.route_of(stream)].pipeline.source_of([stream])
+        return None if part[0] < 0 else (int(part[0]), int(off[0]))
+
+    def mark_restored(self, route: int, sources: Mapping[str, tuple[int, int]]) -> None:
+        """Streams just imported into ``route`` from the state topic, each with the (input
+        partition, offset) its state holds: recorded as applied, and replayed points at or
+        below it are skipped (see :meth:`stage`)."""
+        if not sources:
+            return
+        names = list(sources)
+        po = np.asarray([sources[s] for s in names], dtype=np.int64).reshape(-1, 2)
+        self.router.routes[route].pipeline.set_source(names, po[:, 0], po[:, 1])
+        self.restored.update(sources)
+
+    def _record_sources(self, routes: Iterable[int], touched: dict[str, tuple[int, int]]) -> None:
+        """Write each touched stream's (partition, offset) into its route's source table;
+        streams no pipeline holds (refused by the stream limit, or only invalid points)
+        are left out, so nothing is kept for them."""
+        if not touched:
+            return
+        names = list(touched)
+        po = np.asarray(list(touched.values()), dtype=np.int64).reshape(-1, 2)
+        for r in routes:
+            self.router.routes[r].pipeline.set_source(names, po[:, 0], po[:, 1])
 
     def _dead(self, out: Outputs, msg: Consumed, reason: str, detail: str, now: float) -> None:
         src = alerts.Source(msg.topic, msg.partition, msg.offset)
@@ -232,7 +261,7 @@ class Scorer:
         for rej in result.rejected:
             msg = messages[idx[rej.index]]
             self._dead(out, msg, rej.reason, f"refused by the scoring core: {rej.reason}", now)
-            if rej.reason == "stream_limit":  # no state to checkpoint: keep applied bounded
+            if rej.reason == "stream_limit":  # no state to checkpoint
                 out.touched.pop(streams[rej.index], None)
         out.points += len(streams) - len(result.rejected)
         ref = route.ref

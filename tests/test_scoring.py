@@ -13,7 +13,7 @@ from streamer.config import ModelConfig, RouteConfig
 from streamer.decode import Limits
 from streamer.kafka_io import Message
 from streamer.metrics import ERROR_BUCKETS, Metrics
-from streamer.pipeline import DetectConfig
+from streamer.pipeline import DetectConfig, Points
 from streamer.routing import Router
 from streamer.scoring import Scorer, observe_many
 from tests import daemon_support as ds
@@ -79,3 +79,49 @@ def test_routes_labels_predictions_and_rejections(tmp_path: Path) -> None:
     assert registry.get_sample_value("lstmad_active_streams") == 2
     doc = out.predictions[0][1]
     assert json.loads(json.dumps(doc)) == doc and doc["ts_ms"] == streams[0].ts(4)
+
+
+def test_applied_sources_drive_drop_and_evict_across_routes(tmp_path: Path) -> None:
+    """Each stream's (partition, offset) of its last applied point sits in its route's
+    pipeline: a revocation drops exactly the streams last read from the revoked partitions,
+    in every route, and an eviction reports each stream's partition for its tombstone."""
+    small = write_model(tmp_path / "w4.onnx")
+    metrics = Metrics.create(CollectorRegistry())
+    cfg = ModelConfig(path=ds.MODEL, routes=(RouteConfig("db", ("db*",), small),))
+    detect = DetectConfig(max_streams=2, initial_capacity=1)  # grows while the test runs
+    scorer = Scorer(Router(cfg, detect, metrics), Limits(max_age_ms=0), metrics)
+    streams = ds.make_streams(("normal", "spike"), "db") + ds.make_streams(
+        ("normal", "spike", "normal"), "web"
+    )
+    part = {s.name: i % 3 for i, s in enumerate(streams)}  # db0:0 db1:1 web0:2 web1:0 web2:1
+    batch = [
+        Message("in", part[k.decode()], 100 + n, k, v, 0)
+        for n, (k, v) in enumerate(ds.interleave(streams, 0, 10))
+    ]
+    out = scorer.score(batch, time.time())
+    # web2 is the third stream of its route, over the limit of 2: refused, nothing recorded
+    assert [d["reason"] for _, d in out.dead][:1] == ["stream_limit"]
+    assert scorer.applied("web2.normal") is None and "web2.normal" not in out.touched
+    last = {k.decode(): 100 + n for n, (k, _) in enumerate(ds.interleave(streams, 0, 10))}
+    held = [s.name for s in streams[:4]]
+    assert {s: scorer.applied(s) for s in held} == {s: (part[s], last[s]) for s in held}
+    assert out.touched == {s: (part[s], last[s]) for s in held}
+    # db1 moves to partition 2 (e.g. the input topic grew): the newest point's source wins
+    scorer.score([Message("in", 2, 500, b"db1.spike", streams[1].message(10), 0)], time.time())
+    assert scorer.applied("db1.spike") == (2, 500)
+    # the recorded source is not part of the exported state
+    pipe = scorer.router.routes[0].pipeline
+    assert len(pipe.export_state(["db0.normal"])["db0.normal"]) == pipe.codec.nbytes
+    assert scorer.drop({0, 1}) == ["db0.normal", "web1.spike"]
+    assert scorer.router.stream_count() == 2 and scorer.applied("db0.normal") is None
+    assert scorer.drop({7}) == []
+    out, gone = scorer.evict(now=1e12, idle_s=1.0)
+    assert gone == {"db1.spike": 2, "web0.normal": 2} and scorer.router.stream_count() == 0
+    # a freed row handed to a new stream holds no stale source
+    pipe.process(ds_points("db9.x"), 0.0)
+    assert scorer.applied("db9.x") is None
+    assert scorer.evict(now=1e12, idle_s=1.0)[1] == {"db9.x": -1}
+
+
+def ds_points(stream: str) -> Points:
+    return Points([stream], np.asarray([1], dtype=np.int64), np.zeros((1, 1)))
