@@ -2,8 +2,9 @@
 
 Each route owns one model file and one :class:`streamer.pipeline.Pipeline`. A stream goes to
 the first route whose ``streams`` globs match its id (``fnmatchcase``), else to the default
-route (``[model] path``). The choice is cached per stream id (the cache is bounded: it is
-cleared when it outgrows :data:`CACHE_LIMIT`).
+route (``[model] path``). With routes, the choice is cached per stream id (the cache is
+bounded: it is cleared when it outgrows :data:`CACHE_LIMIT`); with the default route alone
+there is nothing to choose and nothing is cached.
 
 Hot reload: every ``reload_poll_s`` the router stats each model file; when (mtime, size)
 changed and the content's sha256 differs from the serving model, it loads the new file
@@ -147,6 +148,10 @@ class Router:
         self.metrics.model_info.info(info)
 
     def route_of(self, stream: str) -> int:
+        """Index in :attr:`routes` of the route ``stream`` goes to. With the default route
+        alone the answer is 0 for every stream: nothing is cached (a per-stream cost)."""
+        if len(self.routes) == 1:
+            return 0
         i = self._cache.get(stream)
         if i is None:
             i = len(self.routes) - 1

@@ -131,3 +131,11 @@ def test_hot_reload_keeps_windows_and_refuses_bad_files(tmp_path: Path) -> None:
     r.request_reload()
     assert r.maybe_reload(now=30.6) == [("default", "ok")] and r.routes[0].model.version == "3"
     assert reloads("ok") == 3  # the start plus two reloads
+
+
+def test_the_default_route_alone_caches_nothing(tmp_path: Path) -> None:
+    r, _ = router(tmp_path)
+    scorer = Scorer(r, Limits(max_age_ms=0), r.metrics)
+    feed(scorer, "a.cpu", [1.0, 2.0], 1_000_000)
+    assert r.route_of("a.cpu") == 0 and r.route_of("anything") == 0
+    assert r._cache == {}  # a per-stream cost with nothing to choose
