@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamer.protowire import WireError, wire_fields
 from streamer.windows import MODES
 
 SCHEMA = "lstmad.manifest/v1"
@@ -199,9 +200,14 @@ def embed(model: Any, manifest: Manifest) -> None:
 
 
 def read(path: str | Path) -> tuple[Manifest, bytes]:
-    """Load a model file, validate its manifest and checksum; return (manifest, file bytes)."""
-    import onnx
+    """Load a model file, validate its manifest and checksum; return (manifest, file bytes).
 
+    The manifest and the graph's bytes are read off the protobuf wire (:mod:`streamer.protowire`),
+    without importing the ``onnx`` package (several MiB resident in the daemon). Whenever
+    that fast path cannot vouch for the file (not plainly laid out, no or bad manifest,
+    checksum differs) the file is judged by ``onnx`` exactly as before, with its errors.
+    ONNX Runtime parses the whole file next (:func:`streamer.model.load`).
+    """
     p = Path(path)
     if p.suffix != ".onnx":
         raise ManifestError(
@@ -211,6 +217,54 @@ def read(path: str | Path) -> tuple[Manifest, bytes]:
         data = p.read_bytes()
     except OSError as exc:
         raise ManifestError(f"{p}: cannot read model file: {exc.strerror}") from exc
+    fast = _read_fast(p, data)
+    return (fast if fast is not None else _read_onnx(p, data)), data
+
+
+# ModelProto fields (onnx.proto): 7 graph, 14 metadata_props (StringStringEntryProto: 1 key,
+# 2 value). Wire types: 0 varint, 1 fixed 8 bytes, 2 length-delimited, 5 fixed 4 bytes.
+GRAPH_FIELD, METADATA_FIELD, ENTRY_KEY, ENTRY_VALUE = 7, 14, 1, 2
+
+
+def wire_graph_and_props(data: bytes) -> tuple[str, dict[str, str]]:
+    """(sha256 of the ModelProto's graph bytes, its metadata_props) from the wire: the digest
+    equals :func:`graph_digest` of the parsed model when the graph is one field as
+    ``SerializeToString`` writes it. Raises :class:`WireError` otherwise."""
+    fields = wire_fields(data)
+    graphs = [(a, b) for num, a, b in fields if num == GRAPH_FIELD]
+    if len(graphs) != 1:
+        raise WireError(f"{len(graphs)} graph fields, expected 1")  # protobuf would merge them
+    props: dict[str, str] = {}
+    for num, a, b in fields:
+        if num != METADATA_FIELD:
+            continue
+        entry = {ENTRY_KEY: "", ENTRY_VALUE: ""}
+        for n2, c, d in wire_fields(data, a, b):
+            if n2 in entry:
+                try:
+                    entry[n2] = data[c:d].decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise WireError(f"metadata_props: field {n2} is not UTF-8") from exc
+        props[entry[ENTRY_KEY]] = entry[ENTRY_VALUE]
+    (a, b), view = graphs[0], memoryview(data)
+    return hashlib.sha256(view[a:b]).hexdigest(), props
+
+
+def _read_fast(p: Path, data: bytes) -> Manifest | None:
+    """The manifest if the wire reading vouches for the file, else None (see :func:`read`)."""
+    try:
+        digest, props = wire_graph_and_props(data)
+        raw = json.loads(props[METADATA_KEY])
+        manifest = parse(raw, where=str(p)) if isinstance(raw, dict) else None
+    except (WireError, KeyError, ValueError, RecursionError):  # ManifestError, JSONDecodeError
+        return None
+    return manifest if manifest is not None and manifest.graph_sha256 == digest else None
+
+
+def _read_onnx(p: Path, data: bytes) -> Manifest:
+    """The manifest as the ``onnx`` package parses the file; every refusal names the file."""
+    import onnx
+
     try:
         model = onnx.load_model_from_string(data)
     except Exception as exc:
@@ -229,4 +283,4 @@ def read(path: str | Path) -> tuple[Manifest, bytes]:
     manifest = parse(raw, where=str(p))
     if graph_digest(model) != manifest.graph_sha256:
         raise ManifestError(f"{p}: graph checksum mismatch: the file was changed after export")
-    return manifest, data
+    return manifest

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from streamer import manifest as mf
+from streamer.protowire import WireError, wire_fields
 
 
 def good_dict(**over: object) -> dict[str, object]:
@@ -128,3 +132,82 @@ def test_non_onnx_and_garbage_files_are_refused(tmp_path: Path) -> None:
     onnx.save(model, tmp_path / "l.onnx")
     with pytest.raises(mf.ManifestError, match="not a JSON object"):
         mf.read(tmp_path / "l.onnx")
+
+
+REPO = Path(__file__).resolve().parent.parent
+COMMITTED = sorted(
+    [*(REPO / "streamer" / "models").glob("*.onnx"), *(REPO / "training" / "runs").rglob("*.onnx")]
+)
+
+
+def _len_field(num: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field (key and length as varints)."""
+    out = bytearray()
+    for v in ((num << 3) | 2, len(payload)):
+        while v >= 0x80:
+            out.append(v & 0x7F | 0x80)
+            v >>= 7
+        out.append(v)
+    return bytes(out) + payload
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.relative_to(REPO)))
+def test_wire_reader_equals_the_onnx_reader_on_committed_models(path: Path) -> None:
+    data = path.read_bytes()
+    model = onnx.load_model_from_string(data)
+    digest, props = mf.wire_graph_and_props(data)
+    assert digest == mf.graph_digest(model)
+    assert props == {e.key: e.value for e in model.metadata_props}
+    man, got = mf.read(path)
+    assert got == data and man == mf._read_onnx(path, data)
+
+
+def test_the_default_model_loads_without_importing_onnx() -> None:
+    code = (
+        "import sys; from streamer import model; "
+        "m = model.load('streamer/models/default.onnx'); "
+        "assert m.window == 50, m.window; "
+        "assert 'onnx' not in sys.modules, sorted(k for k in sys.modules if 'onnx' in k)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_truncated_or_corrupt_files_get_the_onnx_readers_error(tmp_path: Path) -> None:
+    data = write_model(tmp_path / "m.onnx").read_bytes()
+    graph = next((a, b) for num, a, b in wire_fields(data) if num == mf.GRAPH_FIELD)
+    flipped = bytearray(data)
+    flipped[(graph[0] + graph[1]) // 2] ^= 0x01  # inside the graph: another graph or garbage
+    cases = {"half": data[: len(data) // 2], "less1": data[:-1], "3bytes": data[:3],
+             "flipped": bytes(flipped), "group": b"\x0b" + data}  # fmt: skip
+    for name, bad in cases.items():
+        p = tmp_path / f"{name}.onnx"
+        p.write_bytes(bad)
+        with pytest.raises(mf.ManifestError) as via_onnx:
+            mf._read_onnx(p, bad)
+        with pytest.raises(mf.ManifestError) as via_read:
+            mf.read(p)
+        assert str(via_read.value) == str(via_onnx.value), name
+        assert re.search(r"not a valid ONNX file|checksum mismatch", str(via_read.value)), name
+    with pytest.raises(WireError, match="runs past"):
+        wire_fields(data[:-1])
+
+
+def test_a_graph_split_in_two_fields_is_accepted_through_onnx(tmp_path: Path) -> None:
+    """protobuf merges repeated occurrences of a message field; the wire reader does not,
+    so it hands such a file to the onnx reader, which accepts it as before."""
+    data = write_model(tmp_path / "m.onnx").read_bytes()
+    a, b = next((a, b) for num, a, b in wire_fields(data) if num == mf.GRAPH_FIELD)
+    num, _, end = wire_fields(data, a, b)[0]
+    assert num == 1  # GraphProto.node: the first node, then the rest of the graph
+    model = onnx.load_model_from_string(data)
+    model.ClearField("graph")
+    g = data[a:b]
+    split = _len_field(mf.GRAPH_FIELD, g[: end - a]) + _len_field(mf.GRAPH_FIELD, g[end - a :])
+    p = tmp_path / "split.onnx"
+    p.write_bytes(model.SerializeToString() + split)
+    with pytest.raises(WireError, match="2 graph fields"):
+        mf.wire_graph_and_props(p.read_bytes())
+    assert mf.read(p)[0] == mf.read(tmp_path / "m.onnx")[0]
