@@ -11,7 +11,8 @@ every ``commit_interval_s`` (1 s by default; 0: after every batch), and always o
 before an eviction and on revocation (:attr:`KafkaIO.before_revoke`, inside ``poll``): with
 ``[state] enabled`` the state of every stream touched since the last commit is checkpointed
 and acknowledged first (:mod:`streamer.handover`), so a committed offset never runs ahead
-of the checkpointed state. A crash re-reads at most the points since the last commit; the
+of the checkpointed state; on the interval the loop scores on while those acks come in
+and commits once they have (:meth:`Daemon._settle`), on the forced paths it waits. A crash re-reads at most the points since the last commit; the
 restored state is the one checkpointed with that commit, so they are scored again from the
 same state and re-send the same alerts (deterministic ``alert_id``); points the restored
 state already holds are skipped. Checkpointing once a second instead of once a batch is
@@ -47,7 +48,7 @@ from streamer import alerts, preflight
 from streamer.config import Config
 from streamer.handover import Handover
 from streamer.http import Health
-from streamer.kafka_io import Batch, DeliveryError, KafkaIO, Record, TopicPartition
+from streamer.kafka_io import Batch, DeliveryError, KafkaIO, Record, Sent, TopicPartition
 from streamer.metrics import Metrics
 from streamer.scoring import Launched, Outputs, Scorer, observe_many
 from streamer.sdnotify import SdNotify
@@ -91,6 +92,8 @@ class Daemon:
         self._offsets: dict[TopicPartition, int] = {}
         self._touched: dict[str, tuple[int, int]] = {}
         self._next_commit = 0.0
+        # A checkpoint sent but not yet acknowledged, with the offsets it allows to commit.
+        self._checkpoint: tuple[Sent, dict[TopicPartition, int]] | None = None
         self._consistent = True  # False while a batch is half applied (never checkpoint then)
         io.before_revoke = self._before_revoke
         # The batch launched last (its forecasts computed on the pool while the loop polls
@@ -146,13 +149,14 @@ class Daemon:
             self._rebalanced()
         staged = self.scorer.stage(batch.messages, self.wall()) if batch.messages else None
         self._land()
+        self._settle(wait=False)
         if staged is not None:
             self._consistent = False
             self._inflight = (self.scorer.launch(staged, self._pool), batch.next_offsets)
         interval = self.cfg.kafka.commit_interval_s
         if interval <= 0 or ((self._offsets or self._inflight) and mono >= self._next_commit):
             self._land()
-            self._commit()
+            self._commit(wait=interval <= 0)
         self.router.maybe_reload(mono)
         if mono >= self._next_evict:
             self._land()
@@ -206,10 +210,10 @@ class Daemon:
         )  # fmt: skip
         self._stop.wait(wait)
 
-    def _deliver(self) -> None:
-        """Wait for the acks of everything sent; on failure replace the producer and re-send
-        only what was not acknowledged, with backoff, until all is (or a stop request or a
-        fatal error raises)."""
+    def _deliver(self, sent: Sent | None = None) -> None:
+        """Wait for the acks of everything sent (or of the group ``sent``); on failure replace
+        the producer and re-send only what was not acknowledged, with backoff, until all is
+        (or a stop request or a fatal error raises)."""
         failed: list[Record] | None = None
         exc: BaseException
         for attempt in range(1_000_000):  # bounded by the stop flag in practice
@@ -218,7 +222,8 @@ class Daemon:
                     self.io.reset_producer()
                     for topic, key, value, partition in failed:
                         self.io.send(topic, key, value, partition)
-                self.io.deliver(self.cfg.kafka.flush_timeout_s)
+                    sent = None
+                self.io.deliver(self.cfg.kafka.flush_timeout_s, sent)
             except DeliveryError as e:
                 failed, exc = e.failed, e
             except Exception as e:  # the new producer could not bootstrap yet
@@ -284,16 +289,34 @@ class Daemon:
         self._consistent = True
         self.batches += 1
 
-    def _commit(self) -> None:
-        """Checkpoint the streams touched since the last commit (acked), then commit."""
+    def _commit(self, wait: bool = True) -> None:
+        """Checkpoint the streams touched since the last commit, and commit the offsets once
+        the state records are acknowledged: now (``wait``) or when :meth:`_settle` finds
+        them acknowledged, while the loop scores the next batches (a checkpoint of 1,000
+        streams takes tens of milliseconds to be acked, and points would wait on it). One
+        checkpoint at a time: an earlier one still in flight is settled first."""
+        self._settle(wait=True)
+        sent: Sent = []
         if self.handover is not None and self._touched:
             self.handover.checkpoint(self.io, self._touched)
-            self._deliver()
+            sent = self.io.detach()
         self._touched.clear()
-        if self._offsets:
-            self.io.commit(self._offsets)
-            self._offsets = {}
+        self._checkpoint, self._offsets = (sent, self._offsets), {}
+        self._settle(wait)
         self._next_commit = self.mono() + self.cfg.kafka.commit_interval_s
+
+    def _settle(self, wait: bool) -> None:
+        """Commit the offsets of the checkpoint in flight if its state records are acked
+        (``wait``: wait for them, re-sending what failed as outputs are)."""
+        if self._checkpoint is None:
+            return
+        sent, offsets = self._checkpoint
+        if not wait and not self.io.settled(sent):
+            return
+        self._checkpoint = None
+        self._deliver(sent)
+        if offsets:
+            self.io.commit(offsets)
 
     def _before_revoke(self) -> dict[TopicPartition, int]:
         """On revocation (kafka-python's IO thread; this loop is blocked in poll or close):
@@ -308,12 +331,14 @@ class Daemon:
         except Exception as exc:
             self._hook_error = exc
             return {}
-        offsets = {**self.io.uncommitted, **self._offsets}  # with a commit that failed earlier
+        sent, earlier = self._checkpoint or ([], {})  # a checkpoint still in flight
+        offsets = {**self.io.uncommitted, **earlier, **self._offsets}  # and a failed commit
         touched = self._touched
-        self._offsets, self._touched = {}, {}
+        self._offsets, self._touched, self._checkpoint = {}, {}, None
         if not self._consistent or not offsets:
             return {}
         try:
+            self.io.deliver(self.cfg.kafka.flush_timeout_s, sent)
             if self.handover is not None and touched:
                 self.handover.checkpoint(self.io, touched)
                 self.io.deliver(self.cfg.kafka.flush_timeout_s)

@@ -21,6 +21,7 @@ from streamer.metrics import Metrics
 log = logging.getLogger("lstmad.kafka")
 
 TopicPartition = tuple[str, int]
+CONSUMER_RETRY_BACKOFF_MS = 10
 
 
 class Consumed(Protocol):
@@ -63,6 +64,7 @@ class Batch:
 
 
 Record = tuple[str, bytes | None, bytes | None, int | None]  # topic, key, value, partition
+Sent = list[tuple[Any, Record]]  # (kafka-python's future, the record) per record sent
 
 
 class DeliveryError(RuntimeError):
@@ -157,7 +159,7 @@ class KafkaIO:
         self.rebalances = 0
         self._consumer: Any = None
         self._producer: Any = None
-        self._pending: list[tuple[Any, Record]] = []
+        self._pending: Sent = []
         self.broker_ok = False
         # ("assigned" | "revoked", input partitions), appended by the rebalance listener
         self.rebalance_events: list[tuple[str, list[int]]] = []
@@ -182,6 +184,11 @@ class KafkaIO:
             session_timeout_ms=self.cfg.session_timeout_ms,
             heartbeat_interval_ms=self.cfg.heartbeat_interval_ms,
             max_poll_interval_ms=self.cfg.max_poll_interval_ms,
+            # kafka-python's poll sleeps retry_backoff_ms whenever it finds no fetch in
+            # flight, which happens routinely between two fetch responses: with its 100 ms
+            # default every few hundred milliseconds a batch of points waited ~100 ms more
+            # (p99 produce->output 240 ms at 12k points/s; see bench/throughput.py).
+            retry_backoff_ms=CONSUMER_RETRY_BACKOFF_MS,
             **common,
         )
         self._wait_for_topic_metadata()
@@ -279,12 +286,27 @@ class KafkaIO:
         fut = self._producer.send(topic, key=key, value=value, partition=partition)
         self._pending.append((fut, (topic, key, value, partition)))
 
-    def deliver(self, timeout_s: float) -> int:
-        """Wait until every output sent since the last call is acknowledged (acks=all).
+    def detach(self) -> Sent:
+        """The records sent since the last :meth:`deliver` or detach, as a group whose acks
+        are awaited later (:meth:`settled`, ``deliver(sent=...)``) while the loop goes on."""
+        sent, self._pending = self._pending, []
+        return sent
+
+    @staticmethod
+    def settled(sent: Sent) -> bool:
+        """Every record of ``sent`` has its answer from the broker (ack or error)."""
+        return all(fut.is_done for fut, _ in sent)
+
+    def deliver(self, timeout_s: float, sent: Sent | None = None) -> int:
+        """Wait until every output sent since the last call (or the group ``sent``) is
+        acknowledged (acks=all).
 
         Raises :class:`DeliveryError` listing the unacknowledged records if any failed or
         were not acknowledged within ``timeout_s``."""
-        pending, self._pending = self._pending, []
+        if sent is None:
+            pending, self._pending = self._pending, []
+        else:
+            pending = sent
         if not pending:
             return 0
         try:

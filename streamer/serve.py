@@ -12,6 +12,7 @@ SIGHUP asks for a model reload check.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -119,6 +120,21 @@ def build(cfg: Config) -> Service:
     return Service(daemon, router, http, registry)
 
 
+def quiet_gc() -> None:
+    """Keep the cyclic garbage collector out of the latency tail.
+
+    Everything alive once the service is built (modules, the ONNX session's Python side,
+    the clients) is moved out of the collector's generations (``gc.freeze``), so a full
+    collection no longer walks it, and the first generation is collected every 20,000
+    allocations instead of 700: a batch allocates a few objects per message (records,
+    decoded documents) that are freed by reference counting, not by the collector.
+    Measured at 12k points/s over 1,000 streams: 709 collections in 25 s, the longest 91 ms.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 def run(args: argparse.Namespace) -> int:
     from streamer import config, logs
 
@@ -152,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
     except preflight.BrokerUnavailable as exc:  # down, not misconfigured: the loop retries
         log.warning("no broker answered yet", extra={"fields": {"error": str(exc)}})
     _install_signals(svc.daemon, svc.router, cfg.kafka.shutdown_timeout_s)
+    quiet_gc()
     try:
         return svc.daemon.run()
     finally:

@@ -67,8 +67,19 @@ class RecordingIO:
         self.calls.append(("send", topic))
         self.sent.append((topic, key, value, partition))
 
-    def deliver(self, timeout_s: float) -> int:
+    def detach(self) -> list[tuple[str, bytes | None, bytes | None, int | None]]:
         sent, self.sent = self.sent, []
+        return sent
+
+    def settled(self, sent: list[Any]) -> bool:
+        return True
+
+    def deliver(self, timeout_s: float, group: list[Any] | None = None) -> int:
+        if group is not None and not group:  # as KafkaIO: nothing to wait for
+            return 0
+        sent = group if group is not None else self.sent
+        if group is None:
+            self.sent = []
         if self.fail_delivery:
             self.fail_delivery -= 1
             self.calls.append(("failed", len(sent)))
@@ -170,6 +181,23 @@ def test_a_revocation_lands_the_batch_in_flight_and_hands_back_its_offsets(
     assert registry.get_sample_value("lstmad_points_total") == ds.AT + 3
 
 
+def test_a_checkpoint_commits_its_offsets_only_once_its_records_are_acked(
+    tmp_path: Path,
+) -> None:
+    io = RecordingIO([])
+    d, _ = make(io, tmp_path)
+    acked = False
+    io.settled = lambda sent: acked  # type: ignore[method-assign]
+    record = ("state", b"s", b"blob", 0)
+    d._checkpoint = ([record], {("in", 0): 5})
+    d._settle(wait=False)
+    assert not [c for c in io.calls if c[0] == "commit"]
+    acked = True
+    d._settle(wait=False)
+    assert io.calls == [("deliver", None), ("commit", {("in", 0): 5})]
+    assert d._checkpoint is None
+
+
 def test_a_failed_delivery_is_resent_then_committed(tmp_path: Path) -> None:
     streams = ds.make_streams(("spike",), "lf")
     io = RecordingIO([messages(streams, 0, ds.AT + 3)], fail_delivery=2)
@@ -191,10 +219,10 @@ def test_a_stop_during_delivery_retries_commits_nothing_and_re_raises(tmp_path: 
     d, _ = make(io, tmp_path, retry_backoff_s=0.01)
     real = io.deliver
 
-    def deliver(timeout_s: float) -> int:
+    def deliver(timeout_s: float, group: list[Any] | None = None) -> int:
         if io.fail_delivery < 1_000_000 - 3:
             d.request_stop()
-        return real(timeout_s)
+        return real(timeout_s, group)
 
     io.deliver = deliver  # type: ignore[method-assign]
     with pytest.raises(DeliveryError):
