@@ -85,13 +85,11 @@ FORECAST_SPEC = {
     "pred": Column("float64"),  # forecast of the next point
     "pred_scale": Column("float64"),  # error_scale of the window it came from
 }
-# Where the last point applied to a row came from (input partition, offset; -1: not known):
-# what the caller checkpoints and drops by. Outside the exported state (the state topic's
-# record header carries it), so :class:`StateCodec` does not see this table.
-SOURCE_SPEC = {
-    "src_partition": Column("int32", (), -1),
-    "src_offset": Column("int64", (), -1),
-}
+# The input partition the last point applied to a row came from (-1: not known), which the
+# caller drops a revoked partition's streams by and sends tombstones to. Outside the
+# exported state (the state topic's record header carries it), so :class:`StateCodec` does
+# not see this table.
+SOURCE_SPEC = {"src_partition": Column("int32", (), -1)}
 
 
 @dataclass(frozen=True)
@@ -256,27 +254,21 @@ class Pipeline:
             self.source.reset(rows)
         return known
 
-    def set_source(
-        self, streams: list[str], partitions: np.ndarray, offsets: np.ndarray
-    ) -> np.ndarray:
-        """Record (input partition, offset) of the last point applied to each stream;
-        unknown streams are skipped. Returns the mask of the streams that were known."""
+    def set_source(self, streams: list[str], partitions: np.ndarray) -> np.ndarray:
+        """Record the input partition of the last point applied to each stream; unknown
+        streams are skipped. Returns the mask of the streams that were known."""
         rows = self.index.lookup(streams)
         known = rows >= 0
         self.source["src_partition"][rows[known]] = np.asarray(partitions)[known]
-        self.source["src_offset"][rows[known]] = np.asarray(offsets)[known]
         return known
 
-    def source_of(self, streams: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(partitions, offsets) recorded for ``streams`` by :meth:`set_source`; -1 for a
+    def source_of(self, streams: Iterable[str]) -> np.ndarray:
+        """The partitions recorded for ``streams`` by :meth:`set_source`, as int64; -1 for a
         stream not held or never recorded."""
         rows = self.index.lookup(streams)
-        known = rows >= 0
-        part = np.full(len(rows), -1, dtype=np.int64)
-        off = np.full(len(rows), -1, dtype=np.int64)
-        part[known] = self.source["src_partition"][rows[known]]
-        off[known] = self.source["src_offset"][rows[known]]
-        return part, off
+        out = np.full(len(rows), -1, dtype=np.int64)
+        out[rows >= 0] = self.source["src_partition"][rows[rows >= 0]]
+        return out
 
     def streams_from(self, partitions: Iterable[int]) -> list[str]:
         """The live streams whose recorded source partition is one of ``partitions``."""

@@ -104,12 +104,12 @@ class Scorer:
         self.metrics = metrics
         self.predictions = predictions
         self.labelled = frozenset(labelled_streams)
-        # (input partition, offset of the last point applied to a stream's state) lives in
-        # each route pipeline's source table (Pipeline.set_source), for checkpoints and for
-        # dropping a revoked partition's streams. The same, as restored from the state topic
-        # (streamer.handover): a replayed point at or below it is already in the state and is
-        # skipped; the entry goes at the first point past it, so without a restore nothing is
-        # ever skipped (and this stays empty).
+        # The input partition of the last point applied to a stream's state lives in its
+        # route pipeline's source table (Pipeline.set_source), for dropping a revoked
+        # partition's streams and for tombstones. Here: (partition, offset) as restored from
+        # the state topic (streamer.handover): a replayed point at or below it is already in
+        # the state and is skipped; the entry goes at the first point past it, so without a
+        # restore nothing is ever skipped (and this stays empty).
         self.restored: dict[str, tuple[int, int]] = {}
 
     def score(self, messages: Sequence[Consumed], now: float) -> Outputs:
@@ -212,33 +212,34 @@ class Scorer:
         self.metrics.active_streams.set(self.router.stream_count())
         return names
 
-    def applied(self, stream: str) -> tuple[int, int] | None:
-        """(input partition, offset) of the last point applied to ``stream``'s state, None
-        if no route holds it or none was recorded."""
-        part, off = self.router.routes[self.router.route_of(stream)].pipeline.source_of([stream])
-        return None if part[0] < 0 else (int(part[0]), int(off[0]))
+    def partition_of(self, stream: str) -> int | None:
+        """Input partition of the last point applied to ``stream``'s state, None if no route
+        holds the stream or none was recorded."""
+        pipe = self.router.routes[self.router.route_of(stream)].pipeline
+        p = int(pipe.source_of([stream])[0])
+        return None if p < 0 else p
 
     def mark_restored(self, route: int, sources: Mapping[str, tuple[int, int]]) -> None:
         """Streams just imported into ``route`` from the state topic, each with the (input
-        partition, offset) its state holds: recorded as applied, and replayed points at or
-        below it are skipped (see :meth:`stage`)."""
+        partition, offset) its state holds: the partition is recorded as for a scored point,
+        and replayed points at or below the offset are skipped (see :meth:`stage`)."""
         if not sources:
             return
         names = list(sources)
-        po = np.asarray([sources[s] for s in names], dtype=np.int64).reshape(-1, 2)
-        self.router.routes[route].pipeline.set_source(names, po[:, 0], po[:, 1])
+        parts = np.fromiter((sources[s][0] for s in names), dtype=np.int64, count=len(names))
+        self.router.routes[route].pipeline.set_source(names, parts)
         self.restored.update(sources)
 
     def _record_sources(self, routes: Iterable[int], touched: dict[str, tuple[int, int]]) -> None:
-        """Write each touched stream's (partition, offset) into its route's source table;
+        """Write each touched stream's input partition into its route's source table;
         streams no pipeline holds (refused by the stream limit, or only invalid points)
         are left out, so nothing is kept for them."""
         if not touched:
             return
         names = list(touched)
-        po = np.asarray(list(touched.values()), dtype=np.int64).reshape(-1, 2)
+        parts = np.fromiter((p for p, _ in touched.values()), dtype=np.int64, count=len(names))
         for r in routes:
-            self.router.routes[r].pipeline.set_source(names, po[:, 0], po[:, 1])
+            self.router.routes[r].pipeline.set_source(names, parts)
 
     def _dead(self, out: Outputs, msg: Consumed, reason: str, detail: str, now: float) -> None:
         src = alerts.Source(msg.topic, msg.partition, msg.offset)

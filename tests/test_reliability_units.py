@@ -95,7 +95,7 @@ def test_a_state_that_does_not_fit_is_not_restored() -> None:
     h = Handover(b, "st", {}, 1.0)
     h.store.restore = lambda parts, timeout_s: {bad.stream: bad, good.stream: good}  # type: ignore[method-assign]
     assert h.restore([0]) == 1
-    assert b.applied("other") == (0, 5) and b.applied(streams[0].name) is None
+    assert b.partition_of("other") == 0 and b.partition_of(streams[0].name) is None
     assert b.restored == {"other": (0, 5)}
 
 

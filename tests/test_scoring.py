@@ -82,9 +82,9 @@ def test_routes_labels_predictions_and_rejections(tmp_path: Path) -> None:
 
 
 def test_applied_sources_drive_drop_and_evict_across_routes(tmp_path: Path) -> None:
-    """Each stream's (partition, offset) of its last applied point sits in its route's
-    pipeline: a revocation drops exactly the streams last read from the revoked partitions,
-    in every route, and an eviction reports each stream's partition for its tombstone."""
+    """Each stream's partition of its last applied point sits in its route's pipeline: a
+    revocation drops exactly the streams last read from the revoked partitions, in every
+    route, and an eviction reports each stream's partition for its tombstone."""
     small = write_model(tmp_path / "w4.onnx")
     metrics = Metrics.create(CollectorRegistry())
     cfg = ModelConfig(path=ds.MODEL, routes=(RouteConfig("db", ("db*",), small),))
@@ -101,25 +101,25 @@ def test_applied_sources_drive_drop_and_evict_across_routes(tmp_path: Path) -> N
     out = scorer.score(batch, time.time())
     # web2 is the third stream of its route, over the limit of 2: refused, nothing recorded
     assert [d["reason"] for _, d in out.dead][:1] == ["stream_limit"]
-    assert scorer.applied("web2.normal") is None and "web2.normal" not in out.touched
+    assert scorer.partition_of("web2.normal") is None and "web2.normal" not in out.touched
     last = {k.decode(): 100 + n for n, (k, _) in enumerate(ds.interleave(streams, 0, 10))}
     held = [s.name for s in streams[:4]]
-    assert {s: scorer.applied(s) for s in held} == {s: (part[s], last[s]) for s in held}
+    assert {s: scorer.partition_of(s) for s in held} == {s: part[s] for s in held}
     assert out.touched == {s: (part[s], last[s]) for s in held}
     # db1 moves to partition 2 (e.g. the input topic grew): the newest point's source wins
     scorer.score([Message("in", 2, 500, b"db1.spike", streams[1].message(10), 0)], time.time())
-    assert scorer.applied("db1.spike") == (2, 500)
+    assert scorer.partition_of("db1.spike") == 2
     # the recorded source is not part of the exported state
     pipe = scorer.router.routes[0].pipeline
     assert len(pipe.export_state(["db0.normal"])["db0.normal"]) == pipe.codec.nbytes
     assert scorer.drop({0, 1}) == ["db0.normal", "web1.spike"]
-    assert scorer.router.stream_count() == 2 and scorer.applied("db0.normal") is None
+    assert scorer.router.stream_count() == 2 and scorer.partition_of("db0.normal") is None
     assert scorer.drop({7}) == []
     out, gone = scorer.evict(now=1e12, idle_s=1.0)
     assert gone == {"db1.spike": 2, "web0.normal": 2} and scorer.router.stream_count() == 0
     # a freed row handed to a new stream holds no stale source
     pipe.process(ds_points("db9.x"), 0.0)
-    assert scorer.applied("db9.x") is None
+    assert scorer.partition_of("db9.x") is None
     assert scorer.evict(now=1e12, idle_s=1.0)[1] == {"db9.x": -1}
 
 
