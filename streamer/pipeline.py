@@ -256,11 +256,11 @@ class Pipeline:
 
     def set_source(self, streams: list[str], partitions: np.ndarray) -> np.ndarray:
         """Record the input partition of the last point applied to each stream; unknown
-        streams are skipped. Returns the mask of the streams that were known."""
+        streams are skipped. Returns each stream's row (-1: unknown)."""
         rows = self.index.lookup(streams)
         known = rows >= 0
         self.source["src_partition"][rows[known]] = np.asarray(partitions)[known]
-        return known
+        return rows
 
     def source_of(self, streams: Iterable[str]) -> np.ndarray:
         """The partitions recorded for ``streams`` by :meth:`set_source`, as int64; -1 for a

@@ -15,7 +15,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
-from typing import Any
+from operator import itemgetter
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -174,7 +175,7 @@ class Scorer:
         for (r, prep), fc in zip(la.preps.items(), la.forecasts.result(), strict=True):
             result = self.router.routes[r].pipeline.finish(prep, *fc)
             self._route(out, r, st.messages, st.streams[r], st.ts[r], st.idx[r], st.now, result)
-        self._record_sources(la.preps, out.touched)
+        out.touched = self._record_sources(la.preps, out.touched)
         self.metrics.points.inc(out.points)
         for reason, n in out.invalid.items():
             self.metrics.invalid.labels(reason).inc(n)
@@ -230,16 +231,29 @@ class Scorer:
         self.router.routes[route].pipeline.set_source(names, parts)
         self.restored.update(sources)
 
-    def _record_sources(self, routes: Iterable[int], touched: dict[str, tuple[int, int]]) -> None:
-        """Write each touched stream's input partition into its route's source table;
-        streams no pipeline holds (refused by the stream limit, or only invalid points)
-        are left out, so nothing is kept for them."""
+    def _record_sources(
+        self, routes: Iterable[int], touched: dict[str, tuple[int, int]]
+    ) -> dict[str, tuple[int, int]]:
+        """Write each touched stream's input partition into its route's source table and
+        return ``touched`` keyed by the pipelines' own id objects: the decoder hands on a
+        new str per message, and whoever keeps ``touched`` across batches (the daemon,
+        until its next checkpoint) would otherwise hold a second copy of every id. Streams
+        no pipeline holds (refused by the stream limit, or only invalid points) are left
+        out: there is no state to checkpoint for them."""
         if not touched:
-            return
-        names = list(touched)
-        parts = np.fromiter((p for p, _ in touched.values()), dtype=np.int64, count=len(names))
+            return touched
+        names, where = list(touched), list(touched.values())
+        parts = np.fromiter(map(itemgetter(0), where), dtype=np.int64, count=len(names))
+        held: dict[str, tuple[int, int]] = {}
         for r in routes:
-            self.router.routes[r].pipeline.set_source(names, parts)
+            pipe = self.router.routes[r].pipeline
+            rows = pipe.set_source(names, parts)
+            ids = cast(list[str], pipe.index.ids)  # the id of every live row (>= 0) is set
+            if rows.min() >= 0:  # the common case: one route holding every touched stream
+                held.update(zip(map(ids.__getitem__, rows.tolist()), where, strict=True))
+                continue
+            held.update((ids[row], where[i]) for i, row in enumerate(rows.tolist()) if row >= 0)
+        return held
 
     def _dead(self, out: Outputs, msg: Consumed, reason: str, detail: str, now: float) -> None:
         src = alerts.Source(msg.topic, msg.partition, msg.offset)

@@ -436,8 +436,8 @@ def test_source_table_grows_resets_and_stays_out_of_the_exported_state() -> None
     p.process(pts(names, [1] * 5, np.zeros(5)), 0.0)  # the tables grow 1 -> 2 -> 4 -> 5
     assert p.source.capacity == p.state.capacity >= 5
     assert p.source_of(names).tolist() == [-1] * 5
-    known = p.set_source([*names, "nope"], np.array([0, 1, 2, 0, 1, 3]))
-    assert known.tolist() == [True] * 5 + [False]
+    rows = p.set_source([*names, "nope"], np.array([0, 1, 2, 0, 1, 3]))
+    assert rows.tolist() == [p.index.rows[s] for s in names] + [-1]
     assert p.source_of(["s3", "nope"]).tolist() == [0, -1]
     assert p.streams_from({0}) == ["s0", "s3"] and p.streams_from([]) == []
     blob = p.export_state(["s1"])["s1"]

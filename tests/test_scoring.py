@@ -106,6 +106,12 @@ def test_applied_sources_drive_drop_and_evict_across_routes(tmp_path: Path) -> N
     held = [s.name for s in streams[:4]]
     assert {s: scorer.partition_of(s) for s in held} == {s: part[s] for s in held}
     assert out.touched == {s: (part[s], last[s]) for s in held}
+    # keyed by the pipelines' own id objects, not the decoder's per-message copies
+    for r, names in ((0, held[:2]), (1, held[2:])):
+        index = scorer.router.routes[r].pipeline.index
+        assert all(
+            next(k for k in out.touched if k == s) is index.ids[index.rows[s]] for s in names
+        )
     # db1 moves to partition 2 (e.g. the input topic grew): the newest point's source wins
     scorer.score([Message("in", 2, 500, b"db1.spike", streams[1].message(10), 0)], time.time())
     assert scorer.partition_of("db1.spike") == 2
