@@ -12,10 +12,11 @@ before an eviction and on revocation (:attr:`KafkaIO.before_revoke`, inside ``po
 ``[state] enabled`` the state of every stream touched since the last commit is checkpointed
 and acknowledged first (:mod:`streamer.handover`), so a committed offset never runs ahead
 of the checkpointed state; on the interval the loop scores on while those acks come in
-and commits once they have (:meth:`Daemon._settle`), on the forced paths it waits. A crash re-reads at most the points since the last commit; the
-restored state is the one checkpointed with that commit, so they are scored again from the
-same state and re-send the same alerts (deterministic ``alert_id``); points the restored
-state already holds are skipped. Checkpointing once a second instead of once a batch is
+and commits once they have (:meth:`Daemon._settle`), on the forced paths it waits. A crash
+re-reads at most the points since the last commit; the restored state is the one
+checkpointed with that commit, so they are scored again from the same state and re-send
+the same alerts (deterministic ``alert_id``); points the restored state already holds are
+skipped. Checkpointing once a second instead of once a batch is
 what keeps the state topic's cost small: a batch of 5,000 points over 1,000 streams would
 otherwise re-publish 1,000 states, about a fifth of the loop's time.
 Rebalances recorded by the listener are applied right after ``poll`` and before scoring:
@@ -44,7 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from streamer import alerts, preflight
+from streamer import alerts, malloc, preflight
 from streamer.config import Config
 from streamer.handover import Handover
 from streamer.http import Health
@@ -165,6 +166,7 @@ class Daemon:
             self._next_evict = mono + self.cfg.state.evict_interval_s
         if mono >= self._next_lag:
             self._lag()
+            malloc.trim()  # a batch's freed pages back to the system (streamer.malloc)
             self._next_lag = mono + LAG_EVERY_S
 
     def _tick(self, mono: float) -> None:

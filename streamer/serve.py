@@ -23,7 +23,7 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry
 
-from streamer import preflight
+from streamer import malloc, preflight
 from streamer.config import Config
 from streamer.daemon import Daemon
 from streamer.decode import Limits
@@ -153,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_CONFIG
         print(f"{cfg.source}: configuration and models OK")
         return 0
+    malloc.limit_arenas(2)  # before build() starts the first thread
     try:
         svc = build(cfg)
     except ManifestError as exc:
