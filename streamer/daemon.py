@@ -2,12 +2,14 @@
 
 One iteration (:meth:`Daemon.step`)::
 
-    poll a batch ─► Scorer.score (decode, Pipeline.process per route)
-        ─► send alerts, dead letters, predictions ─► wait for acks=all (DeliveryError: raise)
-        ─► every [kafka] commit_interval_s: checkpoint, commit ─► metrics, reload, eviction, lag
+    poll batch k+1 (the forecasts of batch k run on a worker meanwhile) ─► Scorer.stage
+        (decode k+1) ─► Scorer.land k (detectors) ─► send its alerts, dead letters,
+        predictions ─► wait for acks=all (DeliveryError: raise) ─► Scorer.launch k+1
+        (windows, forecasts started) ─► every [kafka] commit_interval_s: checkpoint, commit
+        ─► metrics, reload, eviction, lag
 
-Every batch's outputs are acknowledged before the next poll. Offsets are committed at most
-every ``commit_interval_s`` (1 s by default; 0: after every batch), and always on shutdown,
+Every batch's outputs are acknowledged before the next one is launched. Offsets are committed
+at most every ``commit_interval_s`` (1 s by default; 0: after every batch), and always on shutdown,
 before an eviction and on revocation (:attr:`KafkaIO.before_revoke`, inside ``poll``): with
 ``[state] enabled`` the state of every stream touched since the last commit is checkpointed
 and acknowledged first (:mod:`streamer.handover`), so a committed offset never runs ahead
@@ -16,9 +18,9 @@ and commits once they have (:meth:`Daemon._settle`), on the forced paths it wait
 re-reads at most the points since the last commit; the restored state is the one
 checkpointed with that commit, so they are scored again from the same state and re-send
 the same alerts (deterministic ``alert_id``); points the restored state already holds are
-skipped. Checkpointing once a second instead of once a batch is
-what keeps the state topic's cost small: a batch of 5,000 points over 1,000 streams would
-otherwise re-publish 1,000 states, about a fifth of the loop's time.
+skipped. Checkpointing once a second instead of once a batch keeps the state topic's cost
+small: a batch of 5,000 points over 1,000 streams would otherwise re-publish 1,000 states,
+about a fifth of the loop's time.
 Rebalances recorded by the listener are applied right after ``poll`` and before scoring:
 revoked partitions' streams are dropped, assigned ones' restored.
 
