@@ -97,7 +97,6 @@ class Daemon:
         self._next_commit = 0.0
         # A checkpoint sent but not yet acknowledged, with the offsets it allows to commit.
         self._checkpoint: tuple[Sent, dict[TopicPartition, int]] | None = None
-        self._consistent = True  # False while a batch is half applied (never checkpoint then)
         io.before_revoke = self._before_revoke
         # The batch launched last (its forecasts computed on the pool while the loop polls
         # and decodes the next one) and its offsets; landed before anything else happens.
@@ -154,7 +153,6 @@ class Daemon:
         self._land()
         self._settle(wait=False)
         if staged is not None:
-            self._consistent = False
             self._inflight = (self.scorer.launch(staged, self._pool), batch.next_offsets)
         interval = self.cfg.kafka.commit_interval_s
         if interval <= 0 or ((self._offsets or self._inflight) and mono >= self._next_commit):
@@ -290,7 +288,6 @@ class Daemon:
         if self.handover is not None:
             self._touched.update(out.touched)
         self._offsets.update(offsets)
-        self._consistent = True
         self.batches += 1
 
     def _commit(self, wait: bool = True) -> None:
@@ -325,9 +322,9 @@ class Daemon:
     def _before_revoke(self) -> dict[TopicPartition, int]:
         """On revocation (kafka-python's IO thread; this loop is blocked in poll or close):
         land the batch in flight, checkpoint what is pending, wait once for the acks, and
-        hand back the offsets for the listener to commit. Nothing when a batch is half
-        applied (the crash path) or when the acks do not come: the new owner then re-reads
-        from the last commit. If landing fails, the loop raises it after ``poll``."""
+        hand back the offsets for the listener to commit. Nothing on the crash path (a batch
+        may be half applied) or when the acks do not come: the new owner then re-reads from
+        the last commit. If landing fails, the loop raises it after ``poll``."""
         if self._crashed:
             return {}
         try:
@@ -339,7 +336,7 @@ class Daemon:
         offsets = {**self.io.uncommitted, **earlier, **self._offsets}  # and a failed commit
         touched = self._touched
         self._offsets, self._touched, self._checkpoint = {}, {}, None
-        if not self._consistent or not offsets:
+        if not offsets:
             return {}
         try:
             self.io.deliver(self.cfg.kafka.flush_timeout_s, sent)
