@@ -53,6 +53,9 @@ class ModelConfig:
     # live p50 latency at 24k points/s 0.75 s against 0.06 s with one.
     intra_op_threads: int = 1
     inter_op_threads: int = 1
+    # "process": ONNX Runtime runs in a child process (streamer.inference), out of the
+    # loop thread's interpreter lock; "thread": in this process, on the forecast thread.
+    inference: str = "process"
     reload_poll_s: float = 10.0  # check model files for changes this often; 0: SIGHUP only
     routes: tuple[RouteConfig, ...] = ()  # first match wins, then the default route
 
@@ -203,6 +206,8 @@ def _check_rest(cfg: Config) -> None:
     md = cfg.model
     if md.intra_op_threads < 1 or md.inter_op_threads < 1:
         raise ConfigError("[model] intra_op_threads and inter_op_threads must be >= 1")
+    if md.inference not in ("process", "thread"):
+        raise ConfigError(f"[model] inference must be 'process' or 'thread', got {md.inference!r}")
     if md.reload_poll_s < 0:
         raise ConfigError("[model] reload_poll_s must be >= 0 (0: reload on SIGHUP only)")
     if cfg.state.idle_evict_s < 0 or cfg.state.evict_interval_s <= 0:

@@ -244,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
                 loop.join(timeout=30)
             points_total = svc.registry.get_sample_value("lstmad_points_total") or 0
             svc.http.stop()
+            svc.router.close()
             if failure:
                 state = f"the daemon failed: {failure[0]!r}"
             elif loop is not None and loop.is_alive():

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamer import manifest as mf
+from streamer.inference import InferenceProcess, ModelRefused
 from streamer.windows import Mode, error_scale
 
 MAX_BATCH = 64  # windows per session.run; see OnnxModel.predict
@@ -30,6 +31,9 @@ class OnnxModel:
     manifest: mf.Manifest
     sha256: str
     session: Any
+    # With a remote, windows are forecast in the inference process (streamer.inference)
+    # under this model's sha256, and ``session`` is None.
+    remote: InferenceProcess | None = None
 
     @property
     def window(self) -> int:
@@ -56,6 +60,8 @@ class OnnxModel:
         LSTM on one thread: 77k windows/s, against 68k at 128 and 56k at 256 or 512
         (``python -m bench inference`` prints the batch sizes side by side).
         """
+        if self.remote is not None:
+            return self.remote.predict(self.sha256, windows)
         n = len(windows)
         out = np.empty(n, dtype=np.float32)
         for start in range(0, n, MAX_BATCH):
@@ -71,17 +77,10 @@ class OnnxModel:
         return error_scale(windows, m.target_index, mode, m.target_diff_scale).astype(np.float64)
 
 
-def load(path: str | Path, intra_op_threads: int = 1, inter_op_threads: int = 1) -> OnnxModel:
-    """Load and validate ``path``; raise :class:`~streamer.manifest.ManifestError` if unusable."""
+def open_session(data: bytes, intra_op_threads: int, inter_op_threads: int) -> Any:
+    """A CPU ONNX Runtime session of graph ``data``; ValueError if ONNX Runtime refuses it."""
     import onnxruntime as ort
 
-    p = Path(path)
-    manifest, data = mf.read(p)
-    if manifest.mode != "window":
-        raise mf.ManifestError(
-            f"{p}: manifest mode is {manifest.mode!r}; the daemon serves 'window' models "
-            "(stateful single-step exports are for benchmarks)"
-        )
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = intra_op_threads
     opts.inter_op_num_threads = inter_op_threads
@@ -90,24 +89,59 @@ def load(path: str | Path, intra_op_threads: int = 1, inter_op_threads: int = 1)
     # small machine) needs the cores between two inference calls.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise mf.ManifestError(f"{p}: ONNX Runtime cannot open the graph: {exc}") from exc
+        raise ValueError(f"ONNX Runtime cannot open the graph: {exc}") from exc
+
+
+def check_session(session: Any, window: int, n_features: int) -> None:
+    """ValueError unless ``session`` maps [B, window, n_features] windows to one finite
+    prediction each (the I/O names, the input shape, and a probe batch of two)."""
     inputs = {i.name: i for i in session.get_inputs()}
     outputs = {o.name for o in session.get_outputs()}
     if set(inputs) != {mf.INPUT_NAME} or mf.OUTPUT_NAME not in outputs:
-        raise mf.ManifestError(
-            f"{p}: graph I/O is {sorted(inputs)} -> {sorted(outputs)}; "
+        raise ValueError(
+            f"graph I/O is {sorted(inputs)} -> {sorted(outputs)}; "
             f"expected ['{mf.INPUT_NAME}'] -> ['{mf.OUTPUT_NAME}']"
         )
     shape = inputs[mf.INPUT_NAME].shape
-    if len(shape) != 3 or shape[1:] != [manifest.window, len(manifest.features)]:
-        raise mf.ManifestError(
-            f"{p}: input shape {shape} does not match the manifest's window "
-            f"{manifest.window} x {len(manifest.features)} features"
+    if len(shape) != 3 or shape[1:] != [window, n_features]:
+        raise ValueError(
+            f"input shape {shape} does not match the manifest's window "
+            f"{window} x {n_features} features"
         )
-    model = OnnxModel(p, manifest, hashlib.sha256(data).hexdigest(), session)
-    probe = model.predict(np.ones((2, manifest.window, len(manifest.features)), np.float32))
-    if probe.shape != (2,) or not np.all(np.isfinite(probe)):
-        raise mf.ManifestError(f"{p}: the graph does not give one finite prediction per window")
-    return model
+    (y,) = session.run(
+        [mf.OUTPUT_NAME], {mf.INPUT_NAME: np.ones((2, window, n_features), np.float32)}
+    )
+    probe = np.asarray(y)
+    if probe.size != 2 or not np.all(np.isfinite(probe)):
+        raise ValueError("the graph does not give one finite prediction per window")
+
+
+def load(
+    path: str | Path,
+    intra_op_threads: int = 1,
+    inter_op_threads: int = 1,
+    remote: InferenceProcess | None = None,
+) -> OnnxModel:
+    """Load and validate ``path``; raise :class:`~streamer.manifest.ManifestError` if unusable.
+
+    With ``remote`` the graph is opened and checked in the inference process only, so this
+    process never imports ONNX Runtime (about 35 MiB resident with the default model)."""
+    p = Path(path)
+    manifest, data = mf.read(p)
+    if manifest.mode != "window":
+        raise mf.ManifestError(
+            f"{p}: manifest mode is {manifest.mode!r}; the daemon serves 'window' models "
+            "(stateful single-step exports are for benchmarks)"
+        )
+    sha, n_features = hashlib.sha256(data).hexdigest(), len(manifest.features)
+    try:
+        if remote is not None:
+            remote.load(sha, data, manifest.window, n_features)
+            return OnnxModel(p, manifest, sha, None, remote)
+        session = open_session(data, intra_op_threads, inter_op_threads)
+        check_session(session, manifest.window, n_features)
+    except (ValueError, ModelRefused) as exc:
+        raise mf.ManifestError(f"{p}: {exc}") from exc
+    return OnnxModel(p, manifest, sha, session)

@@ -34,6 +34,7 @@ import numpy.typing as npt
 from streamer import alerts
 from streamer import model as model_mod
 from streamer.config import ModelConfig
+from streamer.inference import InferenceProcess
 from streamer.manifest import ManifestError
 from streamer.metrics import Metrics
 from streamer.pipeline import DetectConfig, Pipeline
@@ -100,15 +101,34 @@ class Router:
         detect: DetectConfig,
         metrics: Metrics,
         loader: Loader | None = None,
+        inference_process: bool = False,
     ):
+        """``inference_process``: serve the forecasts from a child process
+        (:mod:`streamer.inference`; ``serve`` with ``[model] inference = "process"``), else
+        on the caller's threads. Call :meth:`close` when done with it."""
         self.cfg = cfg
         self.metrics = metrics
+        self.remote: InferenceProcess | None = None
+        if loader is None and inference_process:
+            self.remote = InferenceProcess(cfg.intra_op_threads, cfg.inter_op_threads)
         self._load: Loader = loader or (
-            lambda p: model_mod.load(p, cfg.intra_op_threads, cfg.inter_op_threads)
+            lambda p: model_mod.load(p, cfg.intra_op_threads, cfg.inter_op_threads, self.remote)
         )
         specs = [(r.name, r.streams, r.path) for r in cfg.routes]
         specs.append(("default", ("*",), cfg.path))
         self.routes: list[Route] = []
+        try:
+            self._load_routes(specs, detect)
+        except BaseException:
+            self.close()
+            raise
+        self._cache: dict[str, int] = {}
+        self._next_check = 0.0
+        self._reload_requested = False
+        self._publish_info()
+
+    def _load_routes(self, specs: list[tuple[str, Any, Path]], detect: DetectConfig) -> None:
+        metrics = self.metrics
         for name, globs, path in specs:
             stamp = _stamp(path)
             try:
@@ -119,10 +139,11 @@ class Router:
             self.routes.append(Route(name, tuple(globs), path, m, pipe, stamp))
             metrics.model_reloads.labels("ok").inc()
             log.info("model loaded", extra={"fields": self._describe(self.routes[-1])})
-        self._cache: dict[str, int] = {}
-        self._next_check = 0.0
-        self._reload_requested = False
-        self._publish_info()
+
+    def close(self) -> None:
+        """Stop the inference process, if any (after the last batch has landed)."""
+        if self.remote is not None:
+            self.remote.close()
 
     @staticmethod
     def _describe(r: Route) -> dict[str, Any]:
@@ -207,6 +228,8 @@ class Router:
             return "refused"
         old = r.model
         r.model = new
+        if self.remote is not None and all(x.model.sha256 != old.sha256 for x in self.routes):
+            self.remote.forget(old.sha256)
         self.metrics.model_reloads.labels("ok").inc()
         log.info(
             "model reloaded",

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +24,7 @@ from prometheus_client import Histogram
 
 from streamer import alerts
 from streamer.decode import Invalid, Limits, decode
+from streamer.inference import InferenceProcess
 from streamer.kafka_io import Consumed
 from streamer.metrics import Metrics
 from streamer.pipeline import Points, Predictor, Prepared, Result, Scored, forecast
@@ -71,6 +72,37 @@ def _forecast_all(jobs: list[tuple[Predictor, npt.NDArray[np.float32] | None]]) 
     return [forecast(model, x) for model, x in jobs]
 
 
+class Forecasts(Protocol):
+    def result(self) -> list[Forecast]: ...
+
+
+class _InChild:
+    """A batch's forecasts running in the inference process (``Future.result`` alike)."""
+
+    def __init__(
+        self,
+        remote: InferenceProcess,
+        jobs: list[tuple[str, Predictor, npt.NDArray[np.float32] | None]],
+        metrics: Metrics,
+    ) -> None:
+        self._jobs, self._metrics = jobs, metrics
+        self._pending = remote.submit([(key, x) for key, _, x in jobs if x is not None])
+        self._value: list[Forecast] | None = None
+
+    def result(self) -> list[Forecast]:
+        if self._value is None:
+            preds = iter(self._pending.result())
+            for t in self._pending.compute_s:
+                self._metrics.inference_seconds.observe(t)
+            self._value = [
+                forecast(model, None)
+                if x is None
+                else (next(preds).astype(np.float64), model.error_scale(x).astype(np.float64))
+                for _, model, x in self._jobs
+            ]
+        return self._value
+
+
 class Staged:
     """A decoded batch: its outputs so far (dead letters) and its points grouped by route."""
 
@@ -88,7 +120,7 @@ class Launched:
 
     staged: Staged
     preps: dict[int, Prepared]  # route -> its half-processed points
-    forecasts: Future[list[Forecast]]  # one per route of preps, in that order
+    forecasts: Forecasts  # one per route of preps, in that order
 
 
 class Scorer:
@@ -160,10 +192,17 @@ class Scorer:
                     offsets=np.asarray(st.idx[r], dtype=np.int64),
                 )
                 preps[r] = self.router.routes[r].pipeline.prepare(points)
+        remote = self.router.remote
+        if remote is not None:  # no worker thread: the child has its own interpreter lock
+            keyed = [(self.router.routes[r].model.sha256, self.router.routes[r].pipeline.model, p.x)
+                     for r, p in preps.items()]  # fmt: skip
+            return Launched(st, preps, _InChild(remote, keyed, self.metrics))
         jobs = [(self.router.routes[r].pipeline.model, prep.x) for r, prep in preps.items()]
+        done: Forecasts
         if pool is None:
-            done: Future[list[Forecast]] = Future()
-            done.set_result(_forecast_all(jobs))
+            now_done: Future[list[Forecast]] = Future()
+            now_done.set_result(_forecast_all(jobs))
+            done = now_done
         else:
             done = pool.submit(_forecast_all, jobs)
         return Launched(st, preps, done)

@@ -101,7 +101,9 @@ def build(cfg: Config) -> Service:
     """Load the models (raises ManifestError), bind the HTTP port, prepare the loop."""
     registry = CollectorRegistry()
     metrics = Metrics.create(registry, cfg.metrics.stream_labels)
-    router = Router(cfg.model, cfg.detect, metrics)
+    router = Router(
+        cfg.model, cfg.detect, metrics, inference_process=cfg.model.inference == "process"
+    )
     health = Health(stale_after_s=cfg.metrics.stale_after_s, models_loaded=True)
     http = HttpServer(cfg.metrics.host, cfg.metrics.port, registry, health).start()
     k = cfg.kafka
@@ -147,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     log.info("starting", extra={"fields": {"config": config.redacted(cfg)}})
     if args.check:
         try:
-            Router(cfg.model, cfg.detect, Metrics.create(CollectorRegistry()))
+            Router(cfg.model, cfg.detect, Metrics.create(CollectorRegistry())).close()
         except ManifestError as exc:
             print(f"lstmad serve: {exc}", file=sys.stderr)
             return EXIT_CONFIG
@@ -165,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
     except preflight.FatalKafkaError as exc:
         log.error("kafka refused the connection", extra={"fields": {"error": str(exc)}})
         svc.http.stop()
+        svc.router.close()
         return EXIT_CONFIG
     except preflight.BrokerUnavailable as exc:  # down, not misconfigured: the loop retries
         log.warning("no broker answered yet", extra={"fields": {"error": str(exc)}})
@@ -174,3 +177,4 @@ def run(args: argparse.Namespace) -> int:
         return svc.daemon.run()
     finally:
         svc.http.stop()
+        svc.router.close()

@@ -66,6 +66,7 @@ def test_defaults_are_usable() -> None:
         ({"log": {"level": "LOUD"}}, r"\[log\] level"),
         ({"log": {"format": "xml"}}, r"\[log\] format"),
         ({"model": {"intra_op_threads": 0}}, r"intra_op_threads"),
+        ({"model": {"inference": "gpu"}}, r"\[model\] inference must be .process. or .thread."),
         ({"model": {"routes": {"name": "x"}}}, r"array of tables"),
         ({"model": {"routes": [{"name": "db", "streams": []}]}}, r"missing|streams|path"),
         (
