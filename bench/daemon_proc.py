@@ -1,7 +1,8 @@
 """``lstmad serve`` as a child process for the benchmarks: config, start, scrape, RSS, stop.
 
 The daemon runs exactly as deployed (``python -m streamer serve --config FILE``) so its
-memory is its own: :meth:`Daemon.rss_bytes` reads ``VmRSS`` of that process from ``/proc``.
+memory is its own: :meth:`Daemon.rss_bytes` adds up ``VmRSS`` of that process and of its
+inference process from ``/proc`` (:meth:`Daemon.pss_bytes` their ``Pss``).
 Its Prometheus endpoint is scraped for progress (``lstmad_points_total`` and
 ``lstmad_invalid_messages_total``) and for the end-to-end latency histogram.
 """
@@ -32,9 +33,11 @@ def write_config(
     predictions_topic: str = "",
     model: Path = DEFAULT_MODEL,
     state: bool = True,
+    inference: str = "process",
 ) -> Path:
     """A daemon config: this broker and topics, everything else (thresholds too) default;
-    ``state=False`` turns the per-stream state checkpoint (``[state] enabled``) off."""
+    ``state=False`` turns the per-stream state checkpoint (``[state] enabled``) off,
+    ``inference`` is ``[model] inference`` (the default, "process", or "thread")."""
     path.write_text(
         f"""[kafka]
 bootstrap_servers = ["{bootstrap}"]
@@ -47,6 +50,7 @@ auto_offset_reset = "earliest"
 
 [model]
 path = "{model}"
+inference = "{inference}"
 
 [metrics]
 host = "127.0.0.1"
@@ -93,6 +97,13 @@ def histogram_buckets(samples: Mapping[str, float], name: str) -> dict[float, fl
             le = key[len(prefix) :].split('"', 1)[0]
             out[float("inf") if le == "+Inf" else float(le)] = v
     return dict(sorted(out.items()))
+
+
+def _proc_kib(pid: int, name: str, key: str) -> int:
+    for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1])
+    raise RuntimeError(f"{key} not found in /proc/{pid}/{name}")
 
 
 class Daemon:
@@ -177,12 +188,26 @@ class Daemon:
                     ) from None
                 time.sleep(0.1)
 
+    def pids(self) -> list[int]:
+        """The daemon and its descendants (the inference process), from ``/proc``."""
+        out, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        return out
+
     def rss_bytes(self) -> int:
-        """Resident set size of the daemon process now (``VmRSS``)."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("VmRSS not found in /proc status")
+        """Resident set size of the daemon and its descendants now (sum of ``VmRSS``): pages
+        the processes share (the interpreter, numpy) count once per process."""
+        return sum(_proc_kib(pid, "status", "VmRSS:") for pid in self.pids()) * 1024
+
+    def pss_bytes(self) -> int:
+        """The same processes' proportional set size (``Pss`` of ``smaps_rollup``): a page
+        shared by n of them counts 1/n in each, so the sum counts it once, as the memory
+        cgroup a systemd unit or a Kubernetes limit charges does."""
+        return sum(_proc_kib(pid, "smaps_rollup", "Pss:") for pid in self.pids()) * 1024
 
     def stop(self, timeout_s: float = 30.0) -> int | None:
         if self.proc is None or self.proc.poll() is not None:

@@ -84,18 +84,28 @@ def wait_consumed(
 
 
 def run_daemon(
-    bootstrap: str, work: Path, topic: str, total: int, state: bool, prof: Path | None
+    bootstrap: str,
+    work: Path,
+    topic: str,
+    total: int,
+    state: bool,
+    prof: Path | None,
+    inference: str = "process",
 ) -> dict[str, Any]:
     """The daemon (own consumer group) over the whole topic: its rate and final RSS."""
     port = Daemon.port_for()
-    name = f"{topic}-{'state' if state else 'nostate'}"
-    cfg = write_config(work / f"{name}.toml", bootstrap, topic, f"g-{name}", port, state=state)
+    name = f"{topic}-{'state' if state else 'nostate'}-{inference}"
+    cfg = write_config(
+        work / f"{name}.toml", bootstrap, topic, f"g-{name}", port, state=state, inference=inference
+    )
     with Daemon(cfg, port, work / f"{name}.log", profile=prof) as d:
         d.wait_metrics(60)
         samples, last = wait_consumed(d, total, 60 + total / 1000)
         return {
             "daemon_points_per_s": rate_10_90(samples, total),
             "rss_bytes": d.rss_bytes(),
+            "pss_bytes": d.pss_bytes(),
+            "processes": len(d.pids()),
             "active_streams": last.get("lstmad_active_streams", float("nan")),
             "invalid": d.consumed(last) - last.get("lstmad_points_total", 0.0),
             "state_checkpoint": state,
@@ -106,7 +116,9 @@ def run_streams(
     bootstrap: str, work: Path, streams: int, points: int, bare: bool, profile: bool, state: bool
 ) -> dict[str, Any]:
     """One stream count: produce, bare consumer, daemon; rates and RSS. With ``bare`` the
-    daemon also runs once more with the state checkpoint off (the checkpoint's cost)."""
+    daemon also runs with the state checkpoint off (the checkpoint's cost) and with
+    ``[model] inference = "thread"`` (what the inference process gains); from 100,000
+    streams it runs in thread mode too, for that mode's memory."""
     topic = f"bench-{streams}-{uuid.uuid4().hex[:8]}"
     total = streams * points
     start_ms = int(time.time() * 1000) - 1000 * (points + 10)
@@ -120,6 +132,10 @@ def run_streams(
     if bare and state:
         off = run_daemon(bootstrap, work, topic, total, False, None)
         out["daemon_points_per_s_state_off"] = off["daemon_points_per_s"]
+    if bare or streams >= 100_000:
+        th = run_daemon(bootstrap, work, topic, total, state, None, inference="thread")
+        out["daemon_points_per_s_thread"] = th["daemon_points_per_s"]
+        out["rss_bytes_thread"] = th["rss_bytes"]
     if prof is not None:
         out["profile_top"] = Daemon.profile_summary(prof)
     if bare:
@@ -205,6 +221,9 @@ def run_bench(
             )
             res["per_stream_rss_between"] = f"{base}->{big} streams"
         res["rss_per_stream_total_bytes"] = runs[big]["rss_bytes"] / big
+        res["pss_per_stream_total_bytes"] = runs[big]["pss_bytes"] / big
+        if "rss_bytes_thread" in runs[big]:
+            res["rss_per_stream_total_bytes_thread"] = runs[big]["rss_bytes_thread"] / big
         if 1000 in runs and live_seconds > 0:
             for key, label, share, predictions in LATENCY_RUNS:
                 print(f"throughput: latency, {label} ...", flush=True)

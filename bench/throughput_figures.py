@@ -30,6 +30,10 @@ def figures(res: dict[str, Any]) -> list[report.Figure]:
         if "daemon_points_per_s_state_off" in r:
             v = r["daemon_points_per_s_state_off"]
             figs.append(report.figure(b, f"daemon @{n} streams, state off", v, "points/s", cmd))
+        if "daemon_points_per_s_thread" in r:
+            v = r["daemon_points_per_s_thread"]
+            label = f"daemon @{n} streams, inference in-process (thread)"
+            figs.append(report.figure(b, label, v, "points/s", cmd))
         if "bare_points_per_s" in r:
             figs.append(
                 report.figure(
@@ -57,7 +61,16 @@ def figures(res: dict[str, Any]) -> list[report.Figure]:
         v = res["rss_per_stream_total_bytes"]
         # The target's literal reading: the daemon's whole RSS over its streams.
         target = report.at_most(v, 2048) if big >= 100_000 else None
-        figs.append(report.figure(b, f"RSS / streams @{big}", v, "bytes", COMMAND, target))
+        label = f"RSS / streams @{big} (daemon + inference process)"
+        figs.append(report.figure(b, label, v, "bytes", COMMAND, target))
+        if "pss_per_stream_total_bytes" in res:
+            v = res["pss_per_stream_total_bytes"]
+            label = f"PSS / streams @{big} (shared pages once, as a cgroup counts)"
+            figs.append(report.figure(b, label, v, "bytes", COMMAND))
+        if "rss_per_stream_total_bytes_thread" in res:
+            v = res["rss_per_stream_total_bytes_thread"]
+            label = f"RSS / streams @{big}, inference in-process (thread)"
+            figs.append(report.figure(b, label, v, "bytes", COMMAND))
     for key, label, _, _ in LATENCY_RUNS:
         if key not in res:
             continue
