@@ -145,6 +145,11 @@ class Router:
         if self.remote is not None:
             self.remote.close()
 
+    def _forget(self, sha256: str) -> None:
+        """Close the inference process's session of a model no route serves any more."""
+        if self.remote is not None and all(x.model.sha256 != sha256 for x in self.routes):
+            self.remote.forget(sha256)
+
     @staticmethod
     def _describe(r: Route) -> dict[str, Any]:
         return {
@@ -216,10 +221,13 @@ class Router:
         return results
 
     def _swap(self, r: Route) -> str:
+        new: model_mod.OnnxModel | None = None
         try:
             new = self._load(r.path)
             r.pipeline.set_model(TimedModel(new, self.metrics))
         except (ManifestError, ValueError) as exc:
+            if new is not None:  # loaded, then refused by the pipeline (window, features)
+                self._forget(new.sha256)
             self.metrics.model_reloads.labels("refused").inc()
             log.error(
                 "model reload refused; the previous model keeps serving",
@@ -228,8 +236,7 @@ class Router:
             return "refused"
         old = r.model
         r.model = new
-        if self.remote is not None and all(x.model.sha256 != old.sha256 for x in self.routes):
-            self.remote.forget(old.sha256)
+        self._forget(old.sha256)
         self.metrics.model_reloads.labels("ok").inc()
         log.info(
             "model reloaded",

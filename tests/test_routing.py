@@ -39,13 +39,16 @@ def touch_later(p: Path) -> None:
     os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
 
 
-def router(tmp_path: Path, **over: object) -> tuple[Router, CollectorRegistry]:
+def router(
+    tmp_path: Path, process: bool = False, **over: object
+) -> tuple[Router, CollectorRegistry]:
     registry = CollectorRegistry()
     path = tmp_path / "model.onnx"
     if not path.exists():
         shutil.copy(MODEL, path)
     cfg = ModelConfig(path=path, reload_poll_s=1.0, **over)  # type: ignore[arg-type]
-    return Router(cfg, DetectConfig(), Metrics.create(registry)), registry
+    metrics = Metrics.create(registry)
+    return Router(cfg, DetectConfig(), metrics, inference_process=process), registry
 
 
 def feed(scorer: Scorer, stream: str, values: list[float], t0: int) -> None:
@@ -96,8 +99,18 @@ def test_a_refused_model_at_start_names_the_route(tmp_path: Path) -> None:
         router(tmp_path, routes=(RouteConfig("db", ("db*",), tmp_path / "bad.onnx"),))
 
 
-def test_hot_reload_keeps_windows_and_refuses_bad_files(tmp_path: Path) -> None:
-    r, registry = router(tmp_path)
+@pytest.mark.parametrize("process", [False, True], ids=["thread", "process"])
+def test_hot_reload_keeps_windows_and_refuses_bad_files(tmp_path: Path, process: bool) -> None:
+    r, registry = router(tmp_path, process)
+    try:
+        hot_reload(r, registry, tmp_path)
+        if r.remote is not None:  # the child holds the serving model's session only
+            assert r.remote._loaded == {r.routes[0].model.sha256}
+    finally:
+        r.close()
+
+
+def hot_reload(r: Router, registry: CollectorRegistry, tmp_path: Path) -> None:
     scorer = Scorer(r, Limits(max_age_ms=0), r.metrics)
     path = r.routes[0].path
     old_sha = r.routes[0].model.sha256
