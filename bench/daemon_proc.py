@@ -2,13 +2,15 @@
 
 The daemon runs exactly as deployed (``python -m streamer serve --config FILE``) so its
 memory is its own: :meth:`Daemon.rss_bytes` adds up ``VmRSS`` of that process and of its
-inference process from ``/proc`` (:meth:`Daemon.pss_bytes` their ``Pss``).
+inference process from ``/proc``; :meth:`Daemon.resident_bytes` counts the pages they share
+once (the service's resident set) and :meth:`Daemon.pss_bytes` gives their ``Pss``.
 Its Prometheus endpoint is scraped for progress (``lstmad_points_total`` and
 ``lstmad_invalid_messages_total``) and for the end-to-end latency histogram.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -34,10 +36,12 @@ def write_config(
     model: Path = DEFAULT_MODEL,
     state: bool = True,
     inference: str = "process",
+    state_topic: str = "",
 ) -> Path:
     """A daemon config: this broker and topics, everything else (thresholds too) default;
     ``state=False`` turns the per-stream state checkpoint (``[state] enabled``) off,
-    ``inference`` is ``[model] inference`` (the default, "process", or "thread")."""
+    ``inference`` is ``[model] inference`` (the default, "process", or "thread"),
+    ``state_topic`` ``[state] topic`` ("": the default, derived from the input topic)."""
     path.write_text(
         f"""[kafka]
 bootstrap_servers = ["{bootstrap}"]
@@ -62,6 +66,7 @@ format = "text"
 
 [state]
 enabled = {"true" if state else "false"}
+topic = "{state_topic}"
 """
     )
     return path
@@ -97,6 +102,29 @@ def histogram_buckets(samples: Mapping[str, float], name: str) -> dict[float, fl
             le = key[len(prefix) :].split('"', 1)[0]
             out[float("inf") if le == "+Inf" else float(le)] = v
     return dict(sorted(out.items()))
+
+
+def resident_union_bytes(pids: list[int]) -> int | None:
+    """Bytes of the distinct page frames present in any of ``pids`` (see
+    :meth:`Daemon.resident_bytes`); None if the kernel hides the frame numbers."""
+    import numpy as np
+
+    page = os.sysconf("SC_PAGE_SIZE")
+    frames = []
+    for pid in pids:
+        with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/pagemap", "rb") as pagemap:
+            for line in maps:
+                lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+                if "[vsyscall]" in line:  # outside the user address range pagemap covers
+                    continue
+                pagemap.seek(lo // page * 8)
+                entries = np.frombuffer(pagemap.read((hi - lo) // page * 8), dtype="<u8")
+                present = entries[(entries >> np.uint64(63)) == 1]
+                frames.append(present & np.uint64((1 << 55) - 1))  # bits 0-54: the frame
+    pfn = np.unique(np.concatenate(frames)) if frames else np.empty(0, np.uint64)
+    if pfn.size and not pfn.any():
+        return None  # every frame reads as 0: not privileged
+    return int(pfn.size) * page
 
 
 def _proc_kib(pid: int, name: str, key: str) -> int:
@@ -202,6 +230,13 @@ class Daemon:
         """Resident set size of the daemon and its descendants now (sum of ``VmRSS``): pages
         the processes share (the interpreter, numpy) count once per process."""
         return sum(_proc_kib(pid, "status", "VmRSS:") for pid in self.pids()) * 1024
+
+    def resident_bytes(self) -> int | None:
+        """Distinct physical pages resident in the daemon or its descendants, in bytes: the
+        service's resident set, each page once however many of its processes map it
+        (``/proc/PID/pagemap``). None without CAP_SYS_ADMIN, which the kernel needs to show
+        page frame numbers."""
+        return resident_union_bytes(self.pids())
 
     def pss_bytes(self) -> int:
         """The same processes' proportional set size (``Pss`` of ``smaps_rollup``): a page

@@ -95,8 +95,17 @@ def run_daemon(
     """The daemon (own consumer group) over the whole topic: its rate and final RSS."""
     port = Daemon.port_for()
     name = f"{topic}-{'state' if state else 'nostate'}-{inference}"
+    # Each mode checkpoints to its own state topic: a daemon restoring the other mode's
+    # states would skip every point they already cover.
     cfg = write_config(
-        work / f"{name}.toml", bootstrap, topic, f"g-{name}", port, state=state, inference=inference
+        work / f"{name}.toml",
+        bootstrap,
+        topic,
+        f"g-{name}",
+        port,
+        state=state,
+        inference=inference,
+        state_topic=f"{topic}-state-{inference}",
     )
     with Daemon(cfg, port, work / f"{name}.log", profile=prof) as d:
         d.wait_metrics(60)
@@ -105,6 +114,7 @@ def run_daemon(
             "daemon_points_per_s": rate_10_90(samples, total),
             "rss_bytes": d.rss_bytes(),
             "pss_bytes": d.pss_bytes(),
+            "resident_bytes": d.resident_bytes(),
             "processes": len(d.pids()),
             "active_streams": last.get("lstmad_active_streams", float("nan")),
             "invalid": d.consumed(last) - last.get("lstmad_points_total", 0.0),
@@ -222,6 +232,8 @@ def run_bench(
             res["per_stream_rss_between"] = f"{base}->{big} streams"
         res["rss_per_stream_total_bytes"] = runs[big]["rss_bytes"] / big
         res["pss_per_stream_total_bytes"] = runs[big]["pss_bytes"] / big
+        if runs[big]["resident_bytes"] is not None:
+            res["resident_per_stream_total_bytes"] = runs[big]["resident_bytes"] / big
         if "rss_bytes_thread" in runs[big]:
             res["rss_per_stream_total_bytes_thread"] = runs[big]["rss_bytes_thread"] / big
         if 1000 in runs and live_seconds > 0:
