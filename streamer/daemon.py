@@ -2,7 +2,7 @@
 
 One iteration (:meth:`Daemon.step`)::
 
-    poll batch k+1 (the forecasts of batch k run on a worker meanwhile) ─► Scorer.stage
+    poll batch k+1 (the forecasts of batch k run meanwhile) ─► Scorer.stage
         (decode k+1) ─► Scorer.land k (detectors) ─► send its alerts, dead letters,
         predictions ─► wait for acks=all (DeliveryError: raise) ─► Scorer.launch k+1
         (windows, forecasts started) ─► every [kafka] commit_interval_s: checkpoint, commit
@@ -98,8 +98,9 @@ class Daemon:
         # A checkpoint sent but not yet acknowledged, with the offsets it allows to commit.
         self._checkpoint: tuple[Sent, dict[TopicPartition, int]] | None = None
         io.before_revoke = self._before_revoke
-        # The batch launched last (its forecasts computed on the pool while the loop polls
-        # and decodes the next one) and its offsets; landed before anything else happens.
+        # The batch launched last (its forecasts computed in the inference process, or on
+        # the pool with [model] inference = "thread", while the loop polls and decodes the
+        # next one) and its offsets; landed before anything else happens.
         self._inflight: tuple[Launched, dict[TopicPartition, int]] | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstmad-forecast")
         self._hook_error: BaseException | None = None

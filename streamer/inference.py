@@ -5,9 +5,11 @@ calls (one per chunk of :data:`streamer.model.MAX_BATCH` windows) the worker mus
 back from the loop thread, which holds it while kafka-python parses records in pure Python.
 Beside a busy loop thread 2,700 windows took 2.5-7x as long as alone
 (``python -m bench.gil_handoff``). In a process of its own the chunk loop has its own lock,
-so inference runs on the second core while the loop polls and decodes the next batch.
+so inference runs on the second core while the loop polls and decodes the next batch, and
+the loop thread reads the answer itself (no worker thread, so no lock changes hands).
 
-The protocol is small and synchronous (one request at a time, under a lock):
+The protocol is small: one run in flight at a time, answers read in request order, by one
+thread (the daemon's loop):
 
 - windows go through a shared-memory file (``/dev/shm``, unlinked once both ends mapped it)
   and predictions come back the same way, so a batch costs two copies and one socket round
@@ -86,9 +88,6 @@ class Pending:
         self._value: list[npt.NDArray[np.float32]] | None = None
         self._error: InferenceError | None = None
         self.compute_s: list[float] = []  # the child's time per request
-
-    def done(self) -> bool:
-        return self._value is not None
 
     def result(self) -> list[npt.NDArray[np.float32]]:
         """Wait for the child (the socket read releases the GIL) and copy the predictions
