@@ -126,10 +126,17 @@ class InferenceProcess:
     ) -> None:
         """Start the child and wait until it is ready (raises :class:`InferenceError`)."""
         size = input_bytes + 4 * max_windows
-        fd, path = _shared_file()
         try:
-            os.ftruncate(fd, size)
+            fd, path = _shared_file()
+        except OSError as exc:
+            raise InferenceError(f"no file for the inference process's memory: {exc}") from exc
+        try:
+            # Allocated now: a full tmpfs refuses here, not with SIGBUS at the first write.
+            os.posix_fallocate(fd, 0, size)
             self._map = mmap.mmap(fd, size)
+        except OSError as exc:
+            os.unlink(path)
+            raise InferenceError(f"cannot allocate {size} bytes in {path}: {exc}") from exc
         finally:
             os.close(fd)
         ours, theirs = socket.socketpair()
@@ -150,6 +157,12 @@ class InferenceProcess:
                 stdin=subprocess.DEVNULL,
                 env=_child_env(),
             )
+        except OSError as exc:
+            os.unlink(path)
+            ours.close()
+            raise InferenceError(
+                f"cannot start {sys.executable} -m streamer.inference: {exc}"
+            ) from exc
         finally:
             theirs.close()
         self._conn = Connection(ours.detach())

@@ -29,6 +29,7 @@ from streamer.daemon import Daemon
 from streamer.decode import Limits
 from streamer.handover import Handover
 from streamer.http import Health, HttpServer
+from streamer.inference import InferenceError
 from streamer.kafka_io import KafkaIO, client_options
 from streamer.manifest import ManifestError
 from streamer.metrics import Metrics
@@ -161,6 +162,9 @@ def run(args: argparse.Namespace) -> int:
     except ManifestError as exc:
         log.error("model refused at start-up", extra={"fields": {"error": str(exc)}})
         return EXIT_CONFIG
+    except InferenceError as exc:  # [model] inference = "process": the child did not start
+        log.error("inference process did not start", extra={"fields": {"error": str(exc)}})
+        return 1
     log.info("http listening", extra={"fields": {"url": svc.metrics_url}})
     try:  # wrong credentials or an untrusted CA end here, before any retry loop
         preflight.check(client_options(cfg.kafka), timeout_s=PREFLIGHT_S)

@@ -208,3 +208,34 @@ def test_scoring_through_the_process_equals_scoring_here(tmp_path: Path) -> None
     assert outs[0] == outs[1]
     assert sum(len(a) for a, _, _, _ in outs[0][0]) > 0  # the spike and the shift alert
     assert sum(len(p) for _, p, _, _ in outs[0][0]) > 0 and outs[0][1] > 0
+
+
+def test_a_child_that_cannot_start_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = set(Path("/dev/shm").glob("lstmad-infer-*")) if Path("/dev/shm").is_dir() else set()
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
+    with pytest.raises(InferenceError, match=r"cannot start /nonexistent/python3 -m streamer"):
+        InferenceProcess()
+    after = set(Path("/dev/shm").glob("lstmad-infer-*")) if Path("/dev/shm").is_dir() else set()
+    assert after == before  # the shared file does not outlive the failure
+
+
+def test_serve_says_when_the_inference_process_cannot_start(tmp_path: Path) -> None:
+    config = tmp_path / "lstmad.toml"
+    config.write_text('[model]\ninference = "process"\n[metrics]\nport = 0\n')
+    script = f"""
+        import sys
+        sys.executable = "/nonexistent/python3"
+        from streamer.cli import main
+        sys.exit(main(["serve", "--config", {str(config)!r}]))
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LSTMAD_")}
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 1, out.stderr
+    assert "inference process did not start" in out.stdout + out.stderr
