@@ -44,8 +44,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-INPUT_BYTES = 8 << 20  # windows of one request: 40,000 windows of 50 x 1 float32
-MAX_WINDOWS = 1 << 16  # predictions of one request (float32)
+# The shared file is reserved whole at start-up (a full tmpfs must refuse then, not with
+# SIGBUS later), so it is sized for the default batch rather than for any batch: 2 MiB is
+# 10,485 windows of 50 x 1 float32, twice [kafka] max_poll_records; a larger request (more
+# features, a larger max_poll_records) runs in turns, each waited for.
+INPUT_BYTES = 2 << 20
+MAX_WINDOWS = 1 << 14  # predictions of one request (float32)
 START_TIMEOUT_S = 60.0
 
 
@@ -247,11 +251,19 @@ class InferenceProcess:
         done._value = outs
         return done
 
+    def _status(self) -> int | None:
+        """The child's exit status once its socket has closed: it closes while the process
+        exits, a moment before the process can be reaped."""
+        try:
+            return self._proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            return None
+
     def _send(self, request: tuple[Any, ...]) -> int:
         try:
             self._conn.send(request)
         except OSError as exc:
-            raise InferenceError(f"inference process exited (status {self._proc.poll()})") from exc
+            raise InferenceError(f"inference process exited (status {self._status()})") from exc
         self._sent += 1
         return self._sent
 
@@ -261,8 +273,7 @@ class InferenceProcess:
             try:
                 reply = self._conn.recv()
             except (EOFError, OSError) as exc:
-                code = self._proc.poll()
-                raise InferenceError(f"inference process exited (status {code})") from exc
+                raise InferenceError(f"inference process exited (status {self._status()})") from exc
             self._received += 1
             self._replies[self._received] = reply
         status, value = self._replies.pop(ticket)
