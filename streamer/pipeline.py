@@ -77,13 +77,17 @@ class Prepared:
     x: np.ndarray | None
 
 
-def forecast(model: Predictor, x: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def forecast(
+    model: Predictor, x: np.ndarray | None, predicted: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(predictions, error scales) of windows ``x`` as float64 [k]; empty for None.
-    Safe to run on another thread than the pipeline's (it only reads ``x``)."""
+    ``predicted``: ``model.predict(x)`` if already computed elsewhere (the inference
+    process). Safe to run on another thread than the pipeline's (it only reads ``x``)."""
     if x is None:
         return np.empty(0), np.empty(0)
     k = len(x)
-    preds = np.asarray(model.predict(x), dtype=np.float64).reshape(k)
+    raw = model.predict(x) if predicted is None else predicted
+    preds = np.asarray(raw, dtype=np.float64).reshape(k)
     return preds, np.asarray(model.error_scale(x), dtype=np.float64).reshape(k)
 
 

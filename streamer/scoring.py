@@ -95,10 +95,7 @@ class _InChild:
             for t in self._pending.compute_s:
                 self._metrics.inference_seconds.observe(t)
             self._value = [
-                forecast(model, None)
-                if x is None
-                else (next(preds).astype(np.float64), model.error_scale(x).astype(np.float64))
-                for _, model, x in self._jobs
+                forecast(model, x, None if x is None else next(preds)) for _, model, x in self._jobs
             ]
         return self._value
 
