@@ -66,12 +66,22 @@ LOADGEN = Path(__file__).resolve().parent / "loadgen"
 
 
 def paced_produce(
-    bootstrap: str, topic: str, streams: int, first: int, last: int, start_ms: int, rate: float
+    bootstrap: str,
+    topic: str,
+    streams: int,
+    first: int,
+    last: int,
+    start_ms: int,
+    rate: float,
+    warm_s: float = 0.0,
 ) -> tuple[int, float]:
     """Points ``first..last-1`` of every stream (as :func:`messages`) at ``rate`` messages/s,
     by Kafka's Java client (``loadgen/PacedProducer.java``, compiled on first use against
     the broker's jars): a Python producer at 24k messages/s takes half of this 2-core
-    machine from the daemon it loads. Returns (messages sent, seconds taken)."""
+    machine from the daemon it loads. With ``warm_s`` the producer first runs that long at
+    the same rate into ``<topic>.warmup``, which nothing reads, so the JVM's compilation is
+    over before the measured load starts. Returns (messages sent, seconds taken), both of
+    the measured part."""
     from streamer.localkafka import fetch_jars
 
     jars = fetch_jars()
@@ -84,7 +94,7 @@ def paced_produce(
             raise RuntimeError("javac not found: the live load needs a JDK (openjdk-17-jdk)")
         build.mkdir(exist_ok=True)
         subprocess.run(["javac", "-cp", cp, "-d", str(build), str(src)], check=True)
-    args = [bootstrap, topic, streams, first, last, start_ms, rate]
+    args = [bootstrap, topic, streams, first, last, start_ms, rate, warm_s]
     proc = subprocess.run(
         ["java", "-Xmx256m", "-cp", f"{build}:{cp}", "PacedProducer", *map(str, args)],
         capture_output=True, text=True, check=False,
