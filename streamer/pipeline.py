@@ -129,8 +129,11 @@ class Pipeline(StreamStore):
         windows, and cut every window that needs a forecast (``Prepared.x``, a copy).
 
         The forecasts of ``x`` (:func:`forecast`) may then be computed on another thread
-        while this one does other work, but nothing may touch this pipeline (no other
-        prepare, import, drop or eviction) before :meth:`finish` of the same batch."""
+        while this one does other work. Before :meth:`finish` of the same batch, nothing may
+        touch this pipeline (no import, drop or eviction) except the ``prepare`` of the next
+        batch: it reads only what ``prepare`` writes (windows, counts, last timestamps, rows),
+        never what ``finish`` writes (forecasts, detector state), so the finishes may follow
+        in order. (A stream's pending forecast exists exactly when its window is full.)"""
         n = len(points.streams)
         ts_all = np.asarray(points.ts_ms, dtype=np.int64)
         values = np.asarray(points.values, dtype=np.float64)
@@ -162,7 +165,8 @@ class Pipeline(StreamStore):
         counts = np.diff(np.append(starts, len(order)))
         lasts = starts + counts - 1
         count0 = self.state["count"][g_rows]
-        has0 = self.state["has_pred"][g_rows]
+        # has_pred as finish will have left it: set once a window is full, never cleared.
+        has0 = count0 >= self.window
         hist = self.ring.extend(g_rows, counts, values[order], ts_all[order[lasts]])
         # A point whose window (ending at it) is full needs a forecast for the next point.
         makes = count0[gid] + p + 1 >= self.window

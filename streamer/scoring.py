@@ -12,7 +12,7 @@ same alerts by construction.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -112,6 +112,14 @@ class Staged:
 
 
 @dataclass(frozen=True)
+class Prepped:
+    """A batch whose points are in the windows, its forecasts not yet started."""
+
+    staged: Staged
+    preps: dict[int, Prepared]  # route -> its half-processed points
+
+
+@dataclass(frozen=True)
 class Launched:
     """A batch whose points are in the windows and whose forecasts are being computed."""
 
@@ -175,10 +183,15 @@ class Scorer:
         return st
 
     def launch(self, st: Staged, pool: Executor | None = None) -> Launched:
-        """Append the points to their routes' windows (:meth:`Pipeline.prepare`) and start
-        the forecasts: on ``pool`` (ONNX Runtime releases the GIL, so the caller can poll and
-        decode the next batch meanwhile) or, without one, right here. Until :meth:`land`,
-        nothing may touch the pipelines."""
+        """:meth:`prepare` then :meth:`start`. Until :meth:`land`, nothing may touch the
+        pipelines but the next batch's :meth:`prepare`."""
+        return self.start(self.prepare(st), pool)
+
+    def prepare(self, st: Staged) -> Prepped:
+        """Append the points to their routes' windows (:meth:`Pipeline.prepare`) and cut the
+        windows to forecast. May run while the batch before is still in flight: the daemon
+        prepares batch k+1 before it waits for batch k's forecasts, and starts k+1's
+        (:meth:`start`) the moment k's are in, before k's detectors run."""
         preps = {}
         for r, streams in enumerate(st.streams):
             if streams:
@@ -189,6 +202,14 @@ class Scorer:
                     offsets=np.asarray(st.idx[r], dtype=np.int64),
                 )
                 preps[r] = self.router.routes[r].pipeline.prepare(points)
+        return Prepped(st, preps)
+
+    def start(self, pp: Prepped, pool: Executor | None = None) -> Launched:
+        """Start a prepared batch's forecasts: in the inference process, on ``pool``
+        (``[model] inference = "thread"``: ONNX Runtime releases the GIL, so the caller can
+        poll and decode the next batch meanwhile) or, without either, right here. One batch's
+        forecasts at a time: the batch before must have its forecasts in (:meth:`land`)."""
+        st, preps = pp.staged, pp.preps
         remote = self.router.remote
         if remote is not None:  # no worker thread: the child has its own interpreter lock
             keyed = [(self.router.routes[r].model.sha256, self.router.routes[r].pipeline.model, p.x)
@@ -204,11 +225,16 @@ class Scorer:
             done = pool.submit(_forecast_all, jobs)
         return Launched(st, preps, done)
 
-    def land(self, la: Launched) -> Outputs:
-        """Wait for the forecasts, run the detectors (:meth:`Pipeline.finish`) and build the
-        batch's outputs; re-raises what the forecast raised."""
+    def land(self, la: Launched, then: Callable[[], object] | None = None) -> Outputs:
+        """Wait for the forecasts, call ``then`` (the daemon starts the next batch's
+        forecasts there, so they run while these detectors do), run the detectors
+        (:meth:`Pipeline.finish`) and build the batch's outputs; re-raises what the forecast
+        raised."""
         st, out = la.staged, la.staged.out
-        for (r, prep), fc in zip(la.preps.items(), la.forecasts.result(), strict=True):
+        forecasts = la.forecasts.result()
+        if then is not None:
+            then()
+        for (r, prep), fc in zip(la.preps.items(), forecasts, strict=True):
             result = self.router.routes[r].pipeline.finish(prep, *fc)
             self._route(out, r, st.messages, st.streams[r], st.ts[r], st.idx[r], st.now, result)
         out.touched = self._record_sources(la.preps, out.touched)
