@@ -93,6 +93,12 @@ def parse_metrics(text: str) -> dict[str, float]:
     return out
 
 
+def invalid_messages(samples: Mapping[str, float]) -> dict[str, float]:
+    """Dead-lettered messages so far, by the series' labels (the reason)."""
+    prefix = "lstmad_invalid_messages_total"
+    return {k[len(prefix) :]: v for k, v in samples.items() if k.startswith(prefix)}
+
+
 def histogram_buckets(samples: Mapping[str, float], name: str) -> dict[float, float]:
     """Cumulative bucket counts {upper bound: count} of histogram ``name``."""
     prefix = f'{name}_bucket{{le="'
@@ -197,10 +203,7 @@ class Daemon:
 
     def consumed(self, samples: Mapping[str, float]) -> float:
         """Messages the daemon has taken off the topic: valid points plus dead letters."""
-        invalid = sum(
-            v for k, v in samples.items() if k.startswith("lstmad_invalid_messages_total")
-        )
-        return samples.get("lstmad_points_total", 0.0) + invalid
+        return samples.get("lstmad_points_total", 0.0) + sum(invalid_messages(samples).values())
 
     def wait_metrics(self, deadline_s: float) -> dict[str, float]:
         """Scrape until the endpoint answers (the daemon has started) or raise at the deadline."""

@@ -23,7 +23,12 @@ half of this 2-core machine at that rate); p50/p99 from the daemon's
 ack of every output its batch caused, i.e. the point fully processed and its alerts
 delivered), interpolated within buckets; the share within 100 ms is exact (100 ms is a
 bucket bound). Again at a quarter of the maximum, and at a quarter with a predictions topic,
-so that every point's own output (its prediction) is produced and acknowledged.
+so that every point's own output (its prediction) is produced and acknowledged. Each live
+point's event time is in the past (a point ahead of the clock by more than ``max_ahead_s``
+is dead-lettered): a run in which the daemon dead-letters any point raises. Beside each
+latency, the cores the daemon, its inference process, the broker, the load generator and
+the whole machine used while the live load was produced (``bench/cpu.py``): on 2 cores, what
+limits the latency is mostly how busy they are.
 
 Targets (issue 7): daemon >= 50% of bare at 1,000 streams; p99 <= 100 ms at half the
 maximum rate; <= 2 KB RSS per stream at 100,000 streams: the daemon's whole RSS divided by
@@ -44,7 +49,8 @@ from typing import Any
 from tqdm import tqdm
 
 from bench import report
-from bench.daemon_proc import Daemon, histogram_buckets, write_config
+from bench.cpu import CpuSampler, pids_running
+from bench.daemon_proc import Daemon, histogram_buckets, invalid_messages, write_config
 from bench.kafka_load import bare_rate, paced_produce, produce, quantile, rate_10_90
 from bench.throughput_figures import LATENCY_RUNS, figures
 
@@ -165,13 +171,24 @@ def run_streams(
 
 
 def run_latency(
-    bootstrap: str, work: Path, streams: int, rate: float, seconds: float, predictions: bool
+    bootstrap: str,
+    work: Path,
+    streams: int,
+    rate: float,
+    seconds: float,
+    predictions: bool,
+    broker_pid: int | None = None,
 ) -> dict[str, Any]:
     """p50/p99 produce-to-output latency at ``rate`` points/s produced live; with
-    ``predictions`` the daemon also publishes every prediction (one output per point)."""
+    ``predictions`` the daemon also publishes every prediction (one output per point). Also
+    the cores the daemon, its inference process, the broker (``broker_pid``), the load
+    generator and the whole machine used while the live load was produced."""
     topic = f"bench-live-{uuid.uuid4().hex[:8]}"
     live_points = int(rate * seconds / streams) + 1
-    start_ms = int(time.time() * 1000) - 1000 * (WARM_POINTS + 1)
+    # Event times 1 s apart per stream (as messages() spaces them), the last one in the past
+    # when production starts: points more than [kafka] max_ahead_s (300 s) ahead of the clock
+    # are dead-lettered, and a run of them would time rejections instead of scoring.
+    start_ms = int(time.time() * 1000) - 1000 * (WARM_POINTS + live_points + 1)
     produce(bootstrap, topic, streams, WARM_POINTS, start_ms)
     port = Daemon.port_for()
     out_topic = f"{topic}.predictions" if predictions else ""
@@ -179,19 +196,31 @@ def run_latency(
     with Daemon(cfg, port, work / f"{topic}.log") as d:
         d.wait_metrics(60)
         wait_consumed(d, streams * WARM_POINTS, 120)
-        before = histogram_buckets(d.scrape(), E2E)
-        sent, produced_s = paced_produce(
-            bootstrap,
-            topic,
-            streams,
-            WARM_POINTS,
-            WARM_POINTS + live_points,
-            start_ms,
-            rate,
-            warm_s=LOADGEN_WARM_S,
-        )
-        _, last = wait_consumed(d, streams * (WARM_POINTS + live_points), 120)
-        after = histogram_buckets(last, E2E)
+        first = d.scrape()
+        with CpuSampler(lambda: cpu_groups(d, broker_pid)) as cpu:
+            sent, produced_s = paced_produce(
+                bootstrap,
+                topic,
+                streams,
+                WARM_POINTS,
+                WARM_POINTS + live_points,
+                start_ms,
+                rate,
+                warm_s=LOADGEN_WARM_S,
+            )
+            # The measured part ends with the producer's flush, just before it exits.
+            produced_end = time.monotonic()
+            _, last = wait_consumed(d, streams * (WARM_POINTS + live_points), 120)
+        cores = cpu.cores(produced_end - produced_s, produced_end)
+        was = invalid_messages(first)
+        now = invalid_messages(last)
+        rejected = {k: v - was.get(k, 0.0) for k, v in now.items() if v > was.get(k, 0.0)}
+        if rejected:
+            raise RuntimeError(
+                f"the daemon dead-lettered live points ({rejected}, of {sent} sent): "
+                "the latency would not be that of scored points"
+            )
+    before, after = histogram_buckets(first, E2E), histogram_buckets(last, E2E)
     delta = {b: after[b] - before.get(b, 0.0) for b in after}
     n = delta[float("inf")]
     return {
@@ -204,7 +233,17 @@ def run_latency(
         "p99_s": quantile(delta, 0.99),
         "share_within_100ms": delta.get(0.1, float("nan")) / n if n else float("nan"),
         "buckets": {str(k): v for k, v in delta.items()},
+        "cpu_cores": cores,
     }
+
+
+def cpu_groups(d: Daemon, broker_pid: int | None) -> dict[str, list[int]]:
+    """The processes of a latency run, by role, for :class:`bench.cpu.CpuSampler`."""
+    pids = d.pids()  # the daemon first, then its inference process
+    groups = {"daemon": pids[:1], "inference": pids[1:], "loadgen": pids_running("PacedProducer")}
+    if broker_pid is not None:
+        groups["broker"] = [broker_pid]
+    return groups
 
 
 def run_bench(
@@ -252,7 +291,9 @@ def run_bench(
             for key, label, share, predictions in LATENCY_RUNS:
                 print(f"throughput: latency, {label} ...", flush=True)
                 rate = runs[1000]["daemon_points_per_s"] * share
-                res[key] = run_latency(kafka.bootstrap, work, 1000, rate, live_seconds, predictions)
+                res[key] = run_latency(
+                    kafka.bootstrap, work, 1000, rate, live_seconds, predictions, kafka.pid
+                )
     return res
 
 

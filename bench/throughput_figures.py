@@ -94,4 +94,8 @@ def figures(res: dict[str, Any]) -> list[report.Figure]:
         figs.append(
             report.figure(b, f"share <= 100 ms, {label}", lat["share_within_100ms"], "", COMMAND)
         )
+        # What the 2 cores were doing meanwhile: the daemon's loop process, its inference
+        # process, the broker, the load generator, and every process (the machine).
+        for group, cores in lat.get("cpu_cores", {}).items():
+            figs.append(report.figure(b, f"cores used: {group}, {label}", cores, "", COMMAND))
     return figs

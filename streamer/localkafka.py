@@ -119,6 +119,11 @@ class LocalKafka:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def sasl_bootstrap(self) -> str:
         return f"127.0.0.1:{self.sasl_port}"
 
