@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,11 @@ def produce(bootstrap: str, topic: str, streams: int, points: int, start_ms: int
 
 
 LOADGEN = Path(__file__).resolve().parent / "loadgen"
+# The load generator shares the 2 cores with what it loads: the serial collector and the C1
+# compiler alone (no C2, whose compiler threads kept working through the measured load) took
+# its steady cost at 15k msgs/s from 0.29-0.31 of a core to 0.09-0.10 (with the message
+# building of PacedProducer.java's paced()), measured from /proc over 8 s, twice each.
+LOADGEN_JVM = ("-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
 
 
 def paced_produce(
@@ -96,7 +101,7 @@ def paced_produce(
         subprocess.run(["javac", "-cp", cp, "-d", str(build), str(src)], check=True)
     args = [bootstrap, topic, streams, first, last, start_ms, rate, warm_s]
     proc = subprocess.run(
-        ["java", "-Xmx256m", "-cp", f"{build}:{cp}", "PacedProducer", *map(str, args)],
+        ["java", *LOADGEN_JVM, "-cp", f"{build}:{cp}", "PacedProducer", *map(str, args)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     got = re.search(r"sent (\d+) in ([0-9.]+) s", proc.stdout)
@@ -105,7 +110,7 @@ def paced_produce(
     return int(got[1]), float(got[2])
 
 
-def rate_10_90(samples: list[tuple[float, float]], total: int) -> float:
+def rate_10_90(samples: Sequence[tuple[float, float]], total: int) -> float:
     """Points/s between the samples where 10% and 90% of ``total`` had been consumed."""
     lo = next((t, c) for t, c in samples if c >= 0.1 * total)
     hi = next((t, c) for t, c in samples if c >= 0.9 * total)
