@@ -64,6 +64,10 @@ from streamer.sdnotify import SdNotify
 
 log = logging.getLogger("lstmad.daemon")
 LAG_EVERY_S = 5.0
+# A rebalance still not complete after this long is logged: the member consumes nothing
+# meanwhile, and kafka-python 3.0's rejoin has been seen to wait out the broker's rebalance
+# timeout (max_poll_interval_ms) after a revocation on a freshly created topic.
+REBALANCE_WARN_S = 30.0
 
 
 class Daemon:
@@ -92,6 +96,8 @@ class Daemon:
         self.mono = mono
         self._stop = threading.Event()
         self._ready_sent = False
+        self._rebalancing_since: float | None = None  # mono of the first tick that saw it
+        self._rebalance_warned = False
         self._next_lag = 0.0
         self._lag_labels: set[tuple[str, int]] = set()
         self._next_evict = mono() + cfg.state.evict_interval_s
@@ -190,12 +196,37 @@ class Daemon:
         self.metrics.last_loop.set(self.wall())
         self.notify.tick(mono)
         assigned = self.io.assignment()
+        if self._rebalance_pending(mono):
+            # Revoked and not yet reassigned: kafka-python still lists the old partitions,
+            # but nothing is fetched until the group coordinator completes the rebalance.
+            assigned = []
         self.health.assigned = tuple(f"{t}:{p}" for t, p in assigned)
         self.metrics.ready.set(1 if self.health.ready(mono)[0] else 0)
         if assigned and not self._ready_sent:
             self._ready_sent = True
             self.notify.ready(f"serving {len(assigned)} partitions")
             log.info("ready", extra={"fields": {"partitions": list(self.health.assigned)}})
+
+    def _rebalance_pending(self, mono: float) -> bool:
+        """Whether the group is rebalancing (partitions revoked, none assigned since); logs
+        a rebalance that takes :data:`REBALANCE_WARN_S` or more, and its end."""
+        if not getattr(self.io, "rebalancing", False):
+            if self._rebalance_warned and self._rebalancing_since is not None:
+                took = mono - self._rebalancing_since
+                log.info("rebalance completed", extra={"fields": {"seconds": round(took, 1)}})
+            self._rebalancing_since, self._rebalance_warned = None, False
+            return False
+        if self._rebalancing_since is None:
+            self._rebalancing_since = mono
+        waited = mono - self._rebalancing_since
+        if waited >= REBALANCE_WARN_S and not self._rebalance_warned:
+            self._rebalance_warned = True
+            log.warning(
+                "rebalance not complete: consuming nothing until the group coordinator "
+                "finishes it (at the latest after [kafka] max_poll_interval_ms)",
+                extra={"fields": {"seconds": round(waited, 1)}},
+            )
+        return True
 
     def _poll(self) -> Batch:
         # With a batch in flight, take only what is already fetched: its outputs wait on this.

@@ -123,6 +123,7 @@ def _listener(io: KafkaIO) -> Any:
     class Listener(ConsumerRebalanceListener):
         def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
             revoked = list(revoked)
+            io.rebalancing = True
             _log_partitions("partitions revoked", revoked, io)
             offsets = io.before_revoke() if io.before_revoke is not None and revoked else {}
             if offsets:
@@ -132,6 +133,7 @@ def _listener(io: KafkaIO) -> Any:
 
         def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
             assigned = list(assigned)
+            io.rebalancing = False
             _log_partitions("partitions assigned", assigned, io)
             io.rebalance_events.append(("assigned", own(assigned)))
 
@@ -163,6 +165,9 @@ class KafkaIO:
         self.broker_ok = False
         # ("assigned" | "revoked", input partitions), appended by the rebalance listener
         self.rebalance_events: list[tuple[str, list[int]]] = []
+        # Partitions revoked and none assigned since: the member owns nothing until the
+        # rebalance completes, though kafka-python still lists the old assignment.
+        self.rebalancing = False
         self.uncommitted: dict[TopicPartition, int] = {}  # a failed commit, retried
         # Called on revocation (IO thread, loop thread blocked in poll/close): checkpoint what
         # is pending and return the offsets to commit before the partitions go.

@@ -12,6 +12,8 @@ import dataclasses
 import re
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ class RecordingIO:
         self.broker_ok = True
         self.stop_after: Any = None
         self.rebalance_events: list[tuple[str, list[int]]] = []
+        self.rebalancing = False  # KafkaIO's listener flag: revoked, not yet reassigned
         self.uncommitted: dict[tuple[str, int], int] = {}
         self.sent: list[tuple[str, bytes | None, bytes | None, int | None]] = []
 
@@ -110,14 +113,18 @@ def messages(streams: list[ds.Stream], lo: int, hi: int) -> list[Message]:
 
 
 def make(
-    io: RecordingIO, tmp_path: Path, kafka: dict[str, Any] | None = None, **state: float
+    io: RecordingIO,
+    tmp_path: Path,
+    kafka: dict[str, Any] | None = None,
+    mono: Callable[[], float] = time.monotonic,
+    **state: float,
 ) -> tuple[Daemon, CollectorRegistry]:
     sections = {"model": {"path": str(ds.MODEL), "reload_poll_s": 0.0}, "state": state}
     cfg = config.from_dict({**sections, "kafka": kafka or {}}, tmp_path, env={})
     registry = CollectorRegistry()
     metrics = Metrics.create(registry)
     scorer = Scorer(Router(cfg.model, cfg.detect, metrics), Limits(), metrics)
-    d = Daemon(cfg, io, scorer, metrics, Health(), SdNotify(None))  # type: ignore[arg-type]
+    d = Daemon(cfg, io, scorer, metrics, Health(), SdNotify(None), mono=mono)  # type: ignore[arg-type]
     return d, registry
 
 
@@ -297,3 +304,52 @@ def test_second_signal_and_shutdown_deadline_exit_at_once(
     assert proc.returncode == code, proc.stderr
     assert "reload requested" in proc.stdout and "stop requested" in proc.stdout
     assert needle in proc.stderr
+
+
+def test_a_rebalance_in_progress_is_not_ready_and_is_logged_once_it_lasts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Between a revocation and the next assignment kafka-python still lists the old
+    partitions; the daemon must report none (readiness fails) and say when it lasts."""
+    clock = [1000.0]
+    io = RecordingIO([])
+    d, registry = make(io, tmp_path, mono=lambda: clock[0])
+    d.health.models_loaded = True
+    d._tick(clock[0])
+    assert d.health.assigned == ("in:0", "in:1") and d.health.ready(clock[0])[0]
+
+    io.rebalancing = True  # as the listener sets it on revocation
+    caplog.set_level("INFO", logger="lstmad.daemon")
+    for dt in (0.0, 29.0, 2.0, 10.0):
+        clock[0] += dt
+        d._tick(clock[0])
+        ok, body = d.health.ready(clock[0])
+        assert not ok and body["checks"]["assigned"] is False, body
+        assert registry.get_sample_value("lstmad_ready") == 0
+    warned = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and warned[0].fields["seconds"] == 31.0  # type: ignore[attr-defined]
+
+    io.rebalancing = False  # the listener saw the new assignment
+    clock[0] += 1.0
+    d._tick(clock[0])
+    assert d.health.assigned == ("in:0", "in:1") and d.health.ready(clock[0])[0]
+    done = [r for r in caplog.records if r.getMessage() == "rebalance completed"]
+    assert len(done) == 1 and done[0].fields["seconds"] == 42.0  # type: ignore[attr-defined]
+
+
+def test_the_rebalance_listener_flags_a_rebalance_from_revocation_to_assignment(
+    tmp_path: Path,
+) -> None:
+    from kafka.structs import TopicPartition as TP
+
+    from streamer.kafka_io import KafkaIO, _listener
+
+    cfg = config.from_dict({"kafka": {"input_topic": "in"}}, tmp_path, env={})
+    io = KafkaIO(cfg.kafka, Metrics.create(CollectorRegistry()))
+    listener = _listener(io)
+    assert io.rebalancing is False
+    listener.on_partitions_revoked([TP("in", 0)])
+    assert io.rebalancing is True
+    listener.on_partitions_assigned([TP("in", 0), TP("in", 1)])
+    assert io.rebalancing is False
+    assert io.rebalance_events == [("revoked", [0]), ("assigned", [0, 1])]

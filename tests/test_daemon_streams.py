@@ -68,10 +68,14 @@ def test_a_thousand_streams_on_four_partitions_are_all_scored(
     ends = probe.end_offsets([TopicPartition(topics["input_topic"], p) for p in range(4)])
     probe.close()
     assert all(n > 0 for n in ends.values()), ends  # the keys really spread over 4 partitions
-    # Once (CI, 1 of 6 runs) no prediction arrived in 90 s and the daemon stopped cleanly;
-    # say then whether it scored anything and what it logged.
-    log_tail = (tmp_path / "d.log").read_text(errors="replace")[-3000:]
-    assert len(preds) == expected, (len(preds), points, active, log_tail)
+    # Twice in CI (of about ten runs) no prediction arrived in 90 s and the daemon stopped
+    # cleanly. The second time its log showed all four partitions revoked 0.6 s after they
+    # were assigned and no assignment in the 90 s after (kafka-python 3.0's rejoin waiting
+    # out the rebalance timeout). Say then what it scored and print its whole log (pytest
+    # shows a failed test's captured output in full).
+    if len(preds) != expected:
+        print((tmp_path / "d.log").read_text(errors="replace"))
+    assert len(preds) == expected, (len(preds), points, active)
     assert len({p["stream"] for p in preds}) == STREAMS
     assert active == STREAMS and points == len(feed)
     assert all(p["schema"] == "lstmad.prediction/v1" and p["predicted"] is not None for p in preds)
