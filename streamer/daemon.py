@@ -65,8 +65,9 @@ from streamer.sdnotify import SdNotify
 log = logging.getLogger("lstmad.daemon")
 LAG_EVERY_S = 5.0
 # A rebalance still not complete after this long is logged: the member consumes nothing
-# meanwhile, and kafka-python 3.0's rejoin has been seen to wait out the broker's rebalance
-# timeout (max_poll_interval_ms) after a revocation on a freshly created topic.
+# meanwhile, and kafka-python 3.0's rejoin has been seen to hang after a revocation on a
+# freshly created topic (its SyncGroup never answered). [kafka] rejoin_after_s then
+# replaces the consumer.
 REBALANCE_WARN_S = 30.0
 
 
@@ -222,10 +223,18 @@ class Daemon:
         if waited >= REBALANCE_WARN_S and not self._rebalance_warned:
             self._rebalance_warned = True
             log.warning(
-                "rebalance not complete: consuming nothing until the group coordinator "
-                "finishes it (at the latest after [kafka] max_poll_interval_ms)",
+                "rebalance not complete: consuming nothing until it is",
                 extra={"fields": {"seconds": round(waited, 1)}},
             )
+        limit = self.cfg.kafka.rejoin_after_s
+        if 0 < limit <= waited:
+            log.warning(
+                "rebalance stuck: rejoining the group with a new consumer",
+                extra={"fields": {"seconds": round(waited, 1)}},
+            )
+            self.metrics.kafka_errors.labels("rejoin").inc()
+            self._retrying("rejoin", self.io.rejoin)
+            self._rebalancing_since = self.mono()  # the new member's rebalance starts now
         return True
 
     def _poll(self) -> Batch:

@@ -35,6 +35,10 @@ class KafkaConfig:
     # Offsets (and, with [state] enabled, the state of the streams touched since) are
     # committed at most this often, and always on revocation and shutdown; 0: every batch.
     commit_interval_s: float = 1.0
+    # A rebalance still pending after this long (partitions revoked, none assigned since)
+    # gets a new consumer, a new member of the group: kafka-python 3.0's rejoin has been
+    # seen to hang after a revocation on a freshly created topic. 0: never.
+    rejoin_after_s: float = 60.0
     shutdown_timeout_s: float = 20.0  # SIGTERM to exit, hard bound
     max_message_bytes: int = 65_536  # larger input messages are dead-lettered as too_large
     fetch_max_bytes: int = 16_777_216  # bound of one fetch (memory under a burst)
@@ -116,8 +120,9 @@ class KafkaConfig:
         for key in (*positive, "shutdown_timeout_s"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
-        if self.commit_interval_s < 0:
-            raise ValueError(f"commit_interval_s must be >= 0, got {self.commit_interval_s}")
+        for key in ("commit_interval_s", "rejoin_after_s"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
         if self.max_age_s < 0 or self.max_ahead_s < 0:
             raise ValueError("max_age_s and max_ahead_s must be >= 0")
         if self.heartbeat_interval_ms >= self.session_timeout_ms:

@@ -174,11 +174,32 @@ class KafkaIO:
         self.before_revoke: Callable[[], dict[TopicPartition, int]] | None = None
 
     def open(self) -> None:
+        self.close(timeout_s=0)  # what a failed earlier attempt left
+        self._producer = self._new_producer()
+        self._consumer = self._new_consumer()
+        self.broker_ok = True
+
+    def rejoin(self) -> None:
+        """Replace the consumer by a new member of the group (the producer stays): the way
+        out of a rebalance that does not complete. Closing the old consumer revokes its
+        partitions as a shutdown does (the listener runs, nothing the loop did not commit
+        is committed); the new one joins at its first poll."""
+        self._close_consumer()
+        self._consumer = self._new_consumer()
+
+    def _close_consumer(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close(autocommit=False)
+            except Exception as exc:
+                log.warning("consumer close failed", extra={"fields": {"error": repr(exc)}})
+            self._consumer = None
+
+    def _new_consumer(self) -> Any:
+        """A consumer of the input topic in the group, subscribed with the rebalance listener."""
         from kafka import KafkaConsumer
 
-        self.close(timeout_s=0)  # what a failed earlier attempt left
         common = client_options(self.cfg)
-        self._producer = self._new_producer()
         self._consumer = KafkaConsumer(
             group_id=self.cfg.group_id,
             enable_auto_commit=False,
@@ -198,7 +219,7 @@ class KafkaIO:
         )
         self._wait_for_topic_metadata()
         self._consumer.subscribe([self.cfg.input_topic], listener=_listener(self))
-        self.broker_ok = True
+        return self._consumer
 
     def _new_producer(self) -> Any:
         from kafka import KafkaProducer
@@ -380,12 +401,7 @@ class KafkaIO:
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Close both clients without committing anything the loop did not commit."""
-        if self._consumer is not None:
-            try:
-                self._consumer.close(autocommit=False)
-            except Exception as exc:
-                log.warning("consumer close failed", extra={"fields": {"error": repr(exc)}})
-            self._consumer = None
+        self._close_consumer()
         if self._producer is not None:
             try:
                 self._producer.close(timeout=timeout_s)

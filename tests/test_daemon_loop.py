@@ -103,6 +103,9 @@ class RecordingIO:
     def close(self, timeout_s: float = 10.0) -> None:
         self.calls.append(("close", None))
 
+    def rejoin(self) -> None:
+        self.calls.append(("rejoin", None))
+
 
 def messages(streams: list[ds.Stream], lo: int, hi: int) -> list[Message]:
     out = []
@@ -353,3 +356,33 @@ def test_the_rebalance_listener_flags_a_rebalance_from_revocation_to_assignment(
     listener.on_partitions_assigned([TP("in", 0), TP("in", 1)])
     assert io.rebalancing is False
     assert io.rebalance_events == [("revoked", [0]), ("assigned", [0, 1])]
+
+
+def test_a_rebalance_stuck_past_rejoin_after_s_gets_a_new_consumer(tmp_path: Path) -> None:
+    clock = [1000.0]
+    io = RecordingIO([])
+    io.rebalancing = True
+    d, registry = make(io, tmp_path, kafka={"rejoin_after_s": 60.0}, mono=lambda: clock[0])
+    rejoins = []
+    for _ in range(16):  # 10 s a tick: 150 s
+        d._tick(clock[0])
+        rejoins.append(sum(1 for c in io.calls if c[0] == "rejoin"))
+        clock[0] += 10.0
+    # at 60 s, then 60 s after that new member's rebalance began (at 120 s)
+    assert rejoins == [0] * 6 + [1] * 6 + [2] * 4, rejoins
+    assert registry.get_sample_value("lstmad_kafka_errors_total", {"operation": "rejoin"}) == 2
+
+    io.rebalancing, clock[0] = False, clock[0] + 1000.0
+    d._tick(clock[0])
+    assert sum(1 for c in io.calls if c[0] == "rejoin") == 2  # none once it completed
+
+
+def test_rejoin_after_s_zero_never_replaces_the_consumer(tmp_path: Path) -> None:
+    clock = [0.0]
+    io = RecordingIO([])
+    io.rebalancing = True
+    d, _ = make(io, tmp_path, kafka={"rejoin_after_s": 0.0}, mono=lambda: clock[0])
+    for _ in range(10):
+        d._tick(clock[0])
+        clock[0] += 100.0
+    assert not [c for c in io.calls if c[0] == "rejoin"]

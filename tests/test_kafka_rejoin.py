@@ -1,0 +1,69 @@
+"""``KafkaIO.rejoin`` on the real broker: the way out of a rebalance that never completes.
+
+The new consumer is a new member of the group: it takes the partitions back, the listener
+reports the revocation and the new assignment in order, and it reads on from the committed
+offsets, so nothing committed is read twice and nothing after it is skipped.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from streamer.kafka_config import KafkaConfig
+from streamer.kafka_io import Batch, KafkaIO
+from streamer.metrics import Metrics
+from tests import daemon_support as ds
+
+pytestmark = pytest.mark.kafka
+
+
+def points(lo: int, hi: int) -> list[tuple[bytes, bytes]]:
+    return [(b"s%d" % (i % 4), b'{"stream":"s","ts":%d,"value":1}' % i) for i in range(lo, hi)]
+
+
+def poll_all(io: KafkaIO, n: int, timeout_s: float = 30.0) -> Batch:
+    out = Batch()
+    end = time.monotonic() + timeout_s
+    while len(out.messages) < n and time.monotonic() < end:
+        b = io.poll(200)
+        out.messages += b.messages
+        out.next_offsets.update(b.next_offsets)
+    assert len(out.messages) == n, (len(out.messages), n)
+    return out
+
+
+def test_rejoin_is_a_new_member_that_reads_on_from_the_committed_offsets(
+    kafka_bootstrap: str,
+) -> None:
+    topic = f"rj-{uuid.uuid4().hex[:8]}"
+    ds.create_topics(kafka_bootstrap, {topic: 2})
+    ds.produce(kafka_bootstrap, topic, points(0, 100))
+    cfg = KafkaConfig(
+        bootstrap_servers=(kafka_bootstrap,), input_topic=topic, group_id=f"g-{topic}"
+    )
+    io = KafkaIO(cfg, Metrics.create(CollectorRegistry()))
+    io.open()
+    try:
+        first = poll_all(io, 100)
+        assert io.commit(first.next_offsets)
+        member = io._consumer._coordinator._generation.member_id  # the pin keeps this stable
+        assert io.rebalance_events == [("revoked", []), ("assigned", [0, 1])]
+        assert io.rebalancing is False
+        io.rebalance_events.clear()
+
+        ds.produce(kafka_bootstrap, topic, points(100, 150))
+        io.rejoin()
+        after = poll_all(io, 50)
+        want = sorted(v for _, v in points(100, 150))
+        assert sorted(m.value for m in after.messages) == want  # none of the committed 100
+        assert io._consumer._coordinator._generation.member_id != member
+        # the old member's partitions revoked on close, then the new member's join
+        assert io.rebalance_events == [("revoked", [0, 1]), ("revoked", []), ("assigned", [0, 1])]
+        assert io.rebalancing is False
+        assert io.assignment() == [(topic, 0), (topic, 1)]
+    finally:
+        io.close(timeout_s=5)
