@@ -197,7 +197,7 @@ class Daemon:
         self.metrics.last_loop.set(self.wall())
         self.notify.tick(mono)
         assigned = self.io.assignment()
-        if self._rebalance_pending(mono):
+        if self._watch_rebalance(mono):
             # Revoked and not yet reassigned: kafka-python still lists the old partitions,
             # but nothing is fetched until the group coordinator completes the rebalance.
             assigned = []
@@ -208,10 +208,11 @@ class Daemon:
             self.notify.ready(f"serving {len(assigned)} partitions")
             log.info("ready", extra={"fields": {"partitions": list(self.health.assigned)}})
 
-    def _rebalance_pending(self, mono: float) -> bool:
-        """Whether the group is rebalancing (partitions revoked, none assigned since); logs
-        a rebalance that takes :data:`REBALANCE_WARN_S` or more, and its end."""
-        if not getattr(self.io, "rebalancing", False):
+    def _watch_rebalance(self, mono: float) -> bool:
+        """Whether the group is rebalancing (partitions revoked, none assigned since). Logs
+        one that takes :data:`REBALANCE_WARN_S` or more, and its end; replaces the consumer
+        (:meth:`KafkaIO.rejoin`) once one has been pending ``[kafka] rejoin_after_s``."""
+        if not self.io.rebalancing:
             if self._rebalance_warned and self._rebalancing_since is not None:
                 took = mono - self._rebalancing_since
                 log.info("rebalance completed", extra={"fields": {"seconds": round(took, 1)}})
