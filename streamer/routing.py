@@ -102,15 +102,17 @@ class Router:
         metrics: Metrics,
         loader: Loader | None = None,
         inference_process: bool = False,
+        fork: bool = False,
     ):
         """``inference_process``: serve the forecasts from a child process
         (:mod:`streamer.inference`; ``serve`` with ``[model] inference = "process"``), else
-        on the caller's threads. Call :meth:`close` when done with it."""
+        on the caller's threads; ``fork``: fork that child from this process if it can (see
+        :class:`streamer.inference.InferenceProcess`). Call :meth:`close` when done with it."""
         self.cfg = cfg
         self.metrics = metrics
         self.remote: InferenceProcess | None = None
         if loader is None and inference_process:
-            self.remote = InferenceProcess(cfg.intra_op_threads, cfg.inter_op_threads)
+            self.remote = InferenceProcess(cfg.intra_op_threads, cfg.inter_op_threads, fork=fork)
         self._load: Loader = loader or (
             lambda p: model_mod.load(p, cfg.intra_op_threads, cfg.inter_op_threads, self.remote)
         )

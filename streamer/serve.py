@@ -102,8 +102,13 @@ def build(cfg: Config) -> Service:
     """Load the models (raises ManifestError), bind the HTTP port, prepare the loop."""
     registry = CollectorRegistry()
     metrics = Metrics.create(registry, cfg.metrics.stream_labels)
+    # First, while this process has no other thread: the inference process may be forked.
     router = Router(
-        cfg.model, cfg.detect, metrics, inference_process=cfg.model.inference == "process"
+        cfg.model,
+        cfg.detect,
+        metrics,
+        inference_process=cfg.model.inference == "process",
+        fork=True,
     )
     health = Health(stale_after_s=cfg.metrics.stale_after_s, models_loaded=True)
     http = HttpServer(cfg.metrics.host, cfg.metrics.port, registry, health).start()

@@ -16,13 +16,13 @@ from tests.test_daemon_restart import committed_equals_end
 
 
 def inference_child(daemon_pid: int) -> int:
-    """The daemon's one child process: ``python -m streamer.inference``."""
+    """The daemon's one child process, forked: named ``lstmad-infer``."""
     kids = [
         int(c)
         for task in Path(f"/proc/{daemon_pid}/task").iterdir()
         for c in (task / "children").read_text().split()
     ]
-    found = [k for k in kids if b"streamer.inference" in Path(f"/proc/{k}/cmdline").read_bytes()]
+    found = [k for k in kids if Path(f"/proc/{k}/comm").read_text().strip() == "lstmad-infer"]
     assert len(found) == 1, kids
     return found[0]
 

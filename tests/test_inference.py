@@ -65,23 +65,66 @@ def test_predictions_equal_in_process_onnx_runtime(remote: InferenceProcess) -> 
         np.testing.assert_array_equal(there.predict(x), here.predict(x))
 
 
-def test_the_daemon_process_never_imports_onnx_runtime(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fork", [False, True])
+def test_the_daemon_process_never_imports_onnx_runtime(tmp_path: Path, fork: bool) -> None:
+    """Forked (as serve starts it) or a new interpreter, the child gives the same
+    predictions, and ONNX Runtime is loaded in the child only."""
     script = f"""
         import sys
         from streamer import model
         from streamer.inference import InferenceProcess
-        r = InferenceProcess()
-        m = model.load({str(ds.MODEL)!r}, remote=r)
         import numpy as np
-        assert m.predict(np.ones((3, m.window, 1), np.float32)).shape == (3,)
-        print("onnxruntime" in sys.modules)
+        r = InferenceProcess(fork={fork})
+        m = model.load({str(ds.MODEL)!r}, remote=r)
+        x = 50 + np.cumsum(np.random.default_rng(3).normal(0, 1, (200, m.window, 1)), axis=1)
+        got = m.predict(x.astype(np.float32))
+        print(r.forked, "onnxruntime" in sys.modules)
         r.close()
+        want = model.load({str(ds.MODEL)!r}).predict(x.astype(np.float32))  # here, now
+        np.testing.assert_array_equal(got, want)
     """
     out = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script)], cwd=REPO, capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "False"
+    assert out.stdout.split() == [str(fork), "False"]
+
+
+def test_the_child_is_forked_only_from_a_single_thread_without_onnx_runtime() -> None:
+    """A fork copies one thread: with another running, or with ONNX Runtime's threads'
+    state in this process, the child is a new interpreter, and the log says why."""
+    script = """
+        import logging, sys, threading
+        import numpy as np
+        from streamer.inference import InferenceProcess, fork_refusal
+        logging.basicConfig(level=logging.INFO, format="%(message)s %(fields)s", stream=sys.stdout)
+        def forked():
+            r = InferenceProcess(fork=True)
+            try:
+                return r.forked
+            finally:
+                r.close()
+        print(fork_refusal(), forked())
+        stop = threading.Event()
+        t = threading.Thread(target=stop.wait)
+        t.start()
+        print(fork_refusal(), forked())
+        stop.set()
+        t.join()
+        import onnxruntime
+        print(fork_refusal(), forked())
+    """
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], cwd=REPO, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    lines = [x for x in out.stdout.splitlines() if not x.startswith("inference process started")]
+    assert lines == [
+        "None True",
+        "2 threads are running False",
+        "ONNX Runtime is loaded in this process False",
+    ]
+    assert "'not_forked_because': '2 threads are running'" in out.stdout
 
 
 def test_several_models_in_one_request_and_in_turns(tmp_path: Path) -> None:
@@ -141,15 +184,18 @@ def test_a_dead_child_raises_with_its_status(remote: InferenceProcess) -> None:
         m.predict(windows(2))
 
 
-def test_the_child_ignores_sigterm_and_exits_with_its_parent(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fork", [False, True])
+def test_the_child_ignores_sigterm_and_exits_with_its_parent(tmp_path: Path, fork: bool) -> None:
     """A supervisor's SIGTERM to the whole group must not kill inference under the last
-    batch; the daemon's exit, however abrupt, ends the child."""
+    batch; the daemon's exit, however abrupt, ends the child (a forked child must not keep
+    the daemon's end of the socket open)."""
     script = f"""
         import os, signal, sys, time
         from streamer import model
         from streamer.inference import InferenceProcess
         import numpy as np
-        r = InferenceProcess()
+        r = InferenceProcess(fork={fork})
+        assert r.forked == {fork}
         m = model.load({str(ds.MODEL)!r}, remote=r)
         os.kill(r.pid, signal.SIGTERM)
         time.sleep(0.2)
@@ -213,24 +259,45 @@ def test_scoring_through_the_process_equals_scoring_here(tmp_path: Path) -> None
 def test_a_child_that_cannot_start_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     before = set(Path("/dev/shm").glob("lstmad-infer-*")) if Path("/dev/shm").is_dir() else set()
     monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
-    with pytest.raises(InferenceError, match=r"cannot start /nonexistent/python3 -m streamer"):
+    with pytest.raises(
+        InferenceError,
+        match=r"cannot start the inference process \(/nonexistent/python3 -m streamer",
+    ):
         InferenceProcess()
     after = set(Path("/dev/shm").glob("lstmad-infer-*")) if Path("/dev/shm").is_dir() else set()
     assert after == before  # the shared file does not outlive the failure
 
 
-def test_serve_says_when_the_inference_process_cannot_start(tmp_path: Path) -> None:
+# serve forks the child; these make that impossible in the two ways it can be.
+NO_FORK = {
+    # A thread is running, so the child is a new interpreter, and there is no interpreter.
+    "no interpreter": """
+        import sys, threading, time
+        threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+        sys.executable = "/nonexistent/python3"
+    """,
+    # The kernel refuses the fork (EAGAIN: the process limit, or memory).
+    "fork refused": """
+        import errno, os
+        def refuse():
+            raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+        os.fork = refuse
+    """,
+}
+
+
+@pytest.mark.parametrize("how", sorted(NO_FORK))
+def test_serve_says_when_the_inference_process_cannot_start(tmp_path: Path, how: str) -> None:
     config = tmp_path / "lstmad.toml"
     config.write_text('[model]\ninference = "process"\n[metrics]\nport = 0\n')
-    script = f"""
+    script = textwrap.dedent(NO_FORK[how]) + textwrap.dedent(f"""
         import sys
-        sys.executable = "/nonexistent/python3"
         from streamer.cli import main
         sys.exit(main(["serve", "--config", {str(config)!r}]))
-    """
+    """)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LSTMAD_")}
     out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
+        [sys.executable, "-c", script],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -239,3 +306,5 @@ def test_serve_says_when_the_inference_process_cannot_start(tmp_path: Path) -> N
     )
     assert out.returncode == 1, out.stderr
     assert "inference process did not start" in out.stdout + out.stderr
+    how_it_started = "(/nonexistent/python3 -m streamer" if how == "no interpreter" else "(fork)"
+    assert how_it_started in out.stdout + out.stderr
