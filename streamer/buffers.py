@@ -23,7 +23,7 @@ import struct
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -253,29 +253,63 @@ class WindowBuffers:
         return self.table["win"][rows, -1]
 
 
+def widened(record: np.dtype) -> np.dtype:
+    """``record`` with every float32 scalar field as float64: the record of format v1."""
+    fields: Mapping[str, tuple[Any, ...]] = record.fields or {}
+    types = {name: fields[name][0] for name in record.names or ()}
+    return np.dtype([(n, np.float64 if t == np.float32 else t) for n, t in types.items()])
+
+
+@dataclass(frozen=True)
+class _Format:
+    version: int
+    records: list[np.dtype]  # little-endian, one per table
+    layout: int  # crc32 of the records' layout
+
+    @property
+    def sizes(self) -> list[int]:
+        return [r.itemsize for r in self.records]
+
+    @property
+    def nbytes(self) -> int:
+        return StateCodec.HEADER.size + sum(self.sizes)
+
+    @classmethod
+    def of(cls, version: int, records: list[np.dtype]) -> _Format:
+        le = [r.newbyteorder("<") for r in records]
+        return cls(version, le, zlib.crc32(repr([r.descr for r in le]).encode()))
+
+
 class StateCodec:
     """Per-stream state <-> compact, versioned bytes (no pickle).
 
     Layout of one stream's bytes: a 16-byte header (magic ``LSST``, format version, window,
     features, crc32 of the record layout) then one record of each table, little-endian.
     A layout mismatch (other window, features or code version) is refused with the reason.
+
+    Format v2 keeps the detectors' EWMA statistics in float32 (40 bytes a stream less);
+    states of format v1, the same records with those fields in float64 (:func:`widened`),
+    are still read, narrowed on the way in, so a rolling upgrade keeps every stream warm.
     """
 
     MAGIC = b"LSST"
-    VERSION = 1
+    VERSION = 2
     HEADER = struct.Struct("<4sHHHxxI")
 
     def __init__(self, tables: list[StateTable], window: int, features: int) -> None:
         self.tables = tables
         self.window, self.features = window, features
-        descr = repr([t.record.newbyteorder("<").descr for t in tables]).encode()
-        self.layout = zlib.crc32(descr)
+        self.format = _Format.of(self.VERSION, [t.record for t in tables])
+        self.formats = {
+            f.version: f for f in (self.format, _Format.of(1, [widened(t.record) for t in tables]))
+        }
+        self.layout = self.format.layout
         self.header = self.HEADER.pack(self.MAGIC, self.VERSION, window, features, self.layout)
-        self.sizes = [t.record.itemsize for t in tables]
+        self.sizes = self.format.sizes
 
     @property
     def nbytes(self) -> int:
-        return self.HEADER.size + sum(self.sizes)
+        return self.format.nbytes
 
     def encode(self, rows: IntArray) -> list[bytes]:
         parts = [t.pack(rows).astype(t.record.newbyteorder("<")) for t in self.tables]
@@ -286,17 +320,18 @@ class StateCodec:
         if len(data) < self.HEADER.size:
             raise ValueError(f"state of stream {stream!r}: {len(data)} bytes, not a state")
         magic, version, window, features, layout = self.HEADER.unpack_from(data)
-        if magic != self.MAGIC or version != self.VERSION:
+        if magic != self.MAGIC or version not in self.formats:
             raise ValueError(
                 f"state of stream {stream!r}: format {magic!r} v{version}, expected "
-                f"{self.MAGIC!r} v{self.VERSION}"
+                f"{self.MAGIC!r} v{' or v'.join(map(str, sorted(self.formats)))}"
             )
         if (window, features) != (self.window, self.features):
             raise ValueError(
                 f"state of stream {stream!r} is for window {window} x {features} features; "
                 f"this model has window {self.window} x {self.features}"
             )
-        if layout != self.layout or len(data) != self.nbytes:
+        f = self.formats[version]
+        if layout != f.layout or len(data) != f.nbytes:
             raise ValueError(
                 f"state of stream {stream!r} was written by an incompatible lstmad version "
                 "(record layout differs); it cannot be restored"
@@ -304,14 +339,18 @@ class StateCodec:
 
     def decode(self, rows: IntArray, blobs: list[bytes]) -> None:
         """Write checked ``blobs`` (see :meth:`check`) into ``rows`` of every table."""
-        raw = np.frombuffer(b"".join(b[self.HEADER.size :] for b in blobs), dtype=np.uint8)
-        raw = raw.reshape(len(blobs), -1)
-        at = 0
-        for t, size in zip(self.tables, self.sizes, strict=True):
-            chunk = np.ascontiguousarray(raw[:, at : at + size])
-            recs = chunk.view(t.record.newbyteorder("<")).reshape(len(blobs))
-            t.unpack(rows, recs)
-            at += size
+        versions = np.fromiter((self.HEADER.unpack_from(b)[1] for b in blobs), np.int64, len(blobs))
+        for version in np.unique(versions):
+            pick = np.flatnonzero(versions == version)
+            f = self.formats[int(version)]
+            raw = np.frombuffer(
+                b"".join(blobs[i][self.HEADER.size :] for i in pick), dtype=np.uint8
+            ).reshape(len(pick), -1)
+            at = 0
+            for t, rec in zip(self.tables, f.records, strict=True):
+                chunk = np.ascontiguousarray(raw[:, at : at + rec.itemsize])
+                t.unpack(rows[pick], chunk.view(rec).reshape(len(pick)))
+                at += rec.itemsize
 
 
 def in_order(last_ts: np.ndarray, rows: IntArray, ts: np.ndarray) -> np.ndarray:

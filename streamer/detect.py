@@ -167,20 +167,22 @@ def calibration_sigma(cal: Calibration) -> float:
 ANOMALY_SPEC = {
     "n_seen": Column("int32"),  # scored points
     "n_taught": Column("int32"),  # points that updated mu/mad
-    "mu": Column("float64"),  # EWMA of the raw error
-    "mad": Column("float64"),  # EWMA of |error - mu|
+    # float32: statistics of the errors of a float32 model's forecasts of float32 windows
+    # (state format v2). Sums that grow without bound and squares stay float64.
+    "mu": Column("float32"),  # EWMA of the raw error
+    "mad": Column("float32"),  # EWMA of |error - mu|
     # Whitening (AR(1) of the deviation d = error - mu): innovation w = d - phi * d_prev.
     "d_prev": Column("float64"),  # the previous taught deviation (0 after a protected point)
     "c00": Column("float64"),  # EWMA of d_prev^2
     "c01": Column("float64"),  # EWMA of d * d_prev
-    "mad_w": Column("float64"),  # EWMA of |w|
+    "mad_w": Column("float32"),  # EWMA of |w|
     "run": Column("int32"),  # consecutive points >= run_threshold
     "gpos": Column("float64"),  # upper CUSUM of u
     "gneg": Column("float64"),  # lower CUSUM of u
     # Tail of |u| above tail_level (a generalised Pareto fit by moments), Gaussian prior:
     "n_tail": Column("int32"),  # points that updated the exceedance rate
     "n_exc": Column("int32"),  # exceedances that updated the moments
-    "rate": Column("float64", (), GAUSS_RATE),  # EWMA of 1{|u| > tail_level}
+    "rate": Column("float32", (), GAUSS_RATE),  # EWMA of 1{|u| > tail_level}
     "m1": Column("float64", (), GAUSS_M1),  # EWMA of |u| - tail_level over exceedances
     "m2": Column("float64", (), GAUSS_M2),  # EWMA of its square
     **EPISODE_SPEC,

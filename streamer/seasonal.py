@@ -91,10 +91,10 @@ def seasonal_spec(history: int) -> dict[str, Column]:
         "cnt": Column("int32"),  # points in the current block
         "hist": Column("float32", (history,)),  # block means, oldest first
         "n_blk": Column("int32"),  # completed blocks (saturates at history)
-        "lag": Column("float64"),  # period in blocks (fractional), 0: not periodic
+        "lag": Column("float32"),  # period in blocks (fractional), 0: not periodic
         "miss": Column("int32"),  # consecutive failed period estimates
         "n_taught": Column("int32"),  # blocks that taught the spread
-        "mad": Column("float64"),  # EWMA of |s|
+        "mad": Column("float32"),  # EWMA of |s| (float32 as streamer.detect.ANOMALY_SPEC)
         "gpos": Column("float64"),  # upper CUSUM of z
         "gneg": Column("float64"),  # lower CUSUM of z
         "n_odd": Column("int32"),  # consecutive odd blocks (anomalous or in an episode)

@@ -85,10 +85,11 @@ class VolatilityConfig:
 
 VOLATILITY_SPEC = {
     "n_seen": Column("int32"),
-    "s_err": Column("float64"),  # short EWMA of |error| (clipped)
-    "l_err": Column("float64"),  # long EWMA of |error|
-    "s_dv": Column("float64"),  # short EWMA of |x_t - x_{t-1}| (clipped)
-    "l_dv": Column("float64"),  # long EWMA of |x_t - x_{t-1}|
+    # float32 as the anomaly detector's spreads (streamer.detect.ANOMALY_SPEC)
+    "s_err": Column("float32"),  # short EWMA of |error| (clipped)
+    "l_err": Column("float32"),  # long EWMA of |error|
+    "s_dv": Column("float32"),  # short EWMA of |x_t - x_{t-1}| (clipped)
+    "l_dv": Column("float32"),  # long EWMA of |x_t - x_{t-1}|
     "run": Column("int32"),  # consecutive regime points
     "collapse": Column("bool"),  # the open episode is a collapse (ratio <= collapse_ratio)
     **EPISODE_SPEC,

@@ -79,6 +79,11 @@ def test_calibration_sigma_is_the_most_cautious_gaussian_reading() -> None:
     assert calibration_sigma(Calibration({"0.5": 0, "0.9": 0, "0.99": 0}, 0, 0)) == 1.0
 
 
+# The detector keeps mu, mad, mad_w and rate in float32 (ANOMALY_SPEC), rounding them at
+# every point, and everything else follows them: the oracle holds to float32's precision.
+RTOL = 2e-5
+
+
 @settings(max_examples=15, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.floats(0.1, 100.0), st.sampled_from(["normal", "laplace"]))
 def test_statistics_match_batch_oracle_on_every_prefix(seed: int, scale: float, noise: str) -> None:
@@ -118,10 +123,10 @@ def test_statistics_match_batch_oracle_on_every_prefix(seed: int, scale: float, 
         f = max(1.0, q / cfg.open_threshold)
         u_all.append(u)
         uf_all.append(u_raw / f)
-        np.testing.assert_allclose(step.u[0], u, rtol=1e-9)
+        np.testing.assert_allclose(step.u[0], u, rtol=RTOL, atol=RTOL)  # u is O(1)
         np.testing.assert_allclose(step.threshold[0],
                                    cfg.open_threshold * f * mad_w * SQRT_HALF_PI,
-                                   rtol=1e-9)  # fmt: skip
+                                   rtol=RTOL)  # fmt: skip
         if i < cfg.warmup or abs(u) / f < cfg.run_threshold:
             taught.append(i)
             mus.append(mu)  # mu before each taught point: the previous prefix's closed form
@@ -136,16 +141,17 @@ def test_statistics_match_batch_oracle_on_every_prefix(seed: int, scale: float, 
         mu_ref = ewma_closed(x, 0.0, cfg.prior_points, alpha)
         # mad's inputs are |x_k - mu_{k-1}|
         mad_ref = ewma_closed(np.abs(x - np.array(mus)), mad0, cfg.prior_points, alpha)
-        np.testing.assert_allclose(det.table["mu"][2], mu_ref, rtol=1e-9, atol=1e-12 * scale)
-        np.testing.assert_allclose(det.table["mad"][2], mad_ref, rtol=1e-9)
+        np.testing.assert_allclose(det.table["mu"][2], mu_ref, rtol=RTOL, atol=RTOL * scale)
+        np.testing.assert_allclose(det.table["mad"][2], mad_ref, rtol=RTOL)
         dp, dx = np.array(d_prevs), x - np.array(mus)
         c00 = ewma_closed(dp * dp, 0.0, cfg.prior_points, alpha)
         c01 = ewma_closed(dx * dp, 0.0, cfg.prior_points, alpha)
         mad_w = ewma_closed(np.abs(np.array(ws)), mad0, cfg.prior_points, alpha)
-        for name, want in (("c00", c00), ("c01", c01), ("mad_w", mad_w)):
-            np.testing.assert_allclose(det.table[name][2], want, rtol=1e-9,
-                                       atol=1e-12 * scale**2)  # fmt: skip
-        np.testing.assert_allclose(det.table["d_prev"][2], d_prev, rtol=1e-9, atol=1e-12 * scale)
+        # c01 sums terms of both signs: its error is relative to the terms (scale**2)
+        for name, want, size in (("c00", c00, scale**2), ("c01", c01, scale**2),
+                                 ("mad_w", mad_w, scale)):  # fmt: skip
+            np.testing.assert_allclose(det.table[name][2], want, rtol=RTOL, atol=RTOL * size)
+        np.testing.assert_allclose(det.table["d_prev"][2], d_prev, rtol=RTOL, atol=RTOL * scale)
         ua = np.abs(np.array(u_all))[tail_taught]
         y = ua[ua > cfg.tail_level] - cfg.tail_level
         rate = ewma_closed((ua > cfg.tail_level).astype(float), GAUSS_RATE, cfg.prior_points,
@@ -153,7 +159,7 @@ def test_statistics_match_batch_oracle_on_every_prefix(seed: int, scale: float, 
         m1 = ewma_closed(y, GAUSS_M1, TAIL_PRIOR, alpha_tail)
         m2 = ewma_closed(y * y, GAUSS_M2, TAIL_PRIOR, alpha_tail)
         for name, want in (("rate", rate), ("m1", m1), ("m2", m2)):
-            np.testing.assert_allclose(det.table[name][2], want, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(det.table[name][2], want, rtol=RTOL, atol=1e-9)
         mu, mad = mu_ref, mad_ref
         c = np.clip(np.array(uf_all[cfg.warmup :]), -cfg.cusum_clip, cfg.cusum_clip)
         if len(c):
@@ -161,8 +167,8 @@ def test_statistics_match_batch_oracle_on_every_prefix(seed: int, scale: float, 
             s_neg = np.cumsum(-c - cfg.cusum_drift)
             g_pos = s_pos[-1] - min(0.0, s_pos.min())
             g_neg = s_neg[-1] - min(0.0, s_neg.min())
-            np.testing.assert_allclose(det.table["gpos"][2], g_pos, rtol=1e-9, atol=1e-9)
-            np.testing.assert_allclose(det.table["gneg"][2], g_neg, rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(det.table["gpos"][2], g_pos, rtol=RTOL, atol=1e-6)
+            np.testing.assert_allclose(det.table["gneg"][2], g_neg, rtol=RTOL, atol=1e-6)
     assert det.table["n_taught"][2] == len(taught)
     assert len(taught) < len(e)  # some outliers were protected
 

@@ -11,6 +11,7 @@ Timeline of one stream, window 3, persistence forecast (f_k = p_k)::
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -287,6 +288,38 @@ def test_state_is_compact_versioned_and_checked() -> None:
         Pipeline(Persistence(window=50), DetectConfig(max_streams=1)).import_state(
             {"a": blob, "b": blob}
         )
+
+
+V1_STATES = Path(__file__).resolve().parent / "data" / "state_v1.json"
+
+
+def test_states_of_format_v1_are_restored_and_continue() -> None:
+    """States the previous version wrote (format v1: the detectors' statistics in float64,
+    see StateCodec) are read into this version's float32 columns: the streams stay warm,
+    and the next 500 points give the same alerts as the old version gave, at the same
+    points, with scores equal to float32 precision."""
+    fixture = json.loads(V1_STATES.read_text())
+    rng = np.random.default_rng(11)
+    points = interleaved(rng, streams=4, n=1200, spikes=10)
+    cut = fixture["cut"]
+    b = Points(points.streams[cut:], points.ts_ms[cut:], points.values[cut:])
+    states = {k: bytes.fromhex(v) for k, v in fixture["states"].items()}
+    p = Pipeline(LinearAR(3), CFG)
+    assert {int.from_bytes(v[4:6], "little") for v in states.values()} == {1}
+    assert all(len(v) > p.codec.nbytes for v in states.values())  # v1 is the wider one
+    p.import_state(states)
+    scored, events, _ = canonical(b, p.process(b, 0.0))
+    want_events, want_scored = fixture["events_after"], fixture["scored_after"]
+    assert len(want_events) > 0 and len(events) == len(want_events)
+    for got, want in zip(events, want_events, strict=True):
+        exact = (0, 1, 2, 3, 10, 11)  # type, status, stream, ts, severity, episode start
+        assert [got[i] for i in exact] == [want[i] for i in exact]
+        np.testing.assert_allclose([got[i] for i in (5, 6, 7, 8, 9)], want[5:10], rtol=1e-5)
+    assert [s[0] for s in scored] == [tuple(w[0]) for w in want_scored]
+    np.testing.assert_array_equal([s[1] for s in scored], [w[1] for w in want_scored])
+    np.testing.assert_allclose([s[2:] for s in scored], [w[2:] for w in want_scored], rtol=1e-5)
+    v2 = p.export_state(sorted(states))  # and it is written back as v2
+    assert {int.from_bytes(v[4:6], "little") for v in v2.values()} == {2}
 
 
 def test_set_model_keeps_state_and_refuses_mismatches() -> None:

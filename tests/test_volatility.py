@@ -66,8 +66,9 @@ def test_short_and_long_ewmas_match_batch_oracle_on_every_prefix(seed: int, warm
             clipped.append(x[i] if i + 1 <= warmup else min(x[i], cfg.clip * long_before))
             want_long = ewma_closed(x[: i + 1], 0, 0, a_l)
             want_short = ewma_closed(np.array(clipped), 0, 0, a_s)
-            np.testing.assert_allclose(det.table["l_" + col][1], want_long, rtol=1e-9)
-            np.testing.assert_allclose(det.table["s_" + col][1], want_short, rtol=1e-9)
+            # stored in float32 (VOLATILITY_SPEC), rounded at every point
+            np.testing.assert_allclose(det.table["l_" + col][1], want_long, rtol=2e-5)
+            np.testing.assert_allclose(det.table["s_" + col][1], want_short, rtol=2e-5)
         assert not det.table["open"].any()
 
 
