@@ -27,11 +27,12 @@ last landed batch, and the supervisor's restart replays from there.
 
 How the child starts. ``lstmad serve`` forks it while building the service (``fork=True``):
 the process is then single-threaded and has not loaded ONNX Runtime, so the child may run
-on a copy of it, and shares its pages (the interpreter, numpy, kafka-python and this
-package) instead of loading its own. Before the fork both sides' garbage collector is kept
-off those pages (``gc.freeze``): a collection writes to every object it visits, and each
-written page would be copied. That saved 8.8 MiB of the service's resident set, 92 bytes a
-stream at 100,000 streams (``python -m bench throughput``). Otherwise (``fork=False``, or a
+on a copy of it, and shares its pages (the interpreter, numpy and this package) instead of
+loading its own. Before the fork both sides' garbage collector is kept off those pages
+(``gc.freeze``): a collection writes to every object it visits, and each written page would
+be copied. At 100,000 streams that saved 4.7-8.8 MiB of the service's resident set, 49-92
+bytes a stream (README, "Benchmarks"): a page either process writes later is copied too,
+so how much stays shared varies from run to run. Otherwise (``fork=False``, or a
 second thread, or ONNX Runtime already loaded: its thread pools do not survive a fork) the
 child is a new interpreter, ``python -m streamer.inference``.
 """
