@@ -317,7 +317,7 @@ def test_states_of_format_v1_are_restored_and_continue() -> None:
         np.testing.assert_allclose([got[i] for i in (5, 6, 7, 8, 9)], want[5:10], rtol=1e-5)
     assert [s[0] for s in scored] == [tuple(w[0]) for w in want_scored]
     np.testing.assert_array_equal([s[1] for s in scored], [w[1] for w in want_scored])
-    np.testing.assert_allclose([s[2:] for s in scored], [w[2:] for w in want_scored], rtol=1e-5)
+    np.testing.assert_allclose([s[5] for s in scored], [w[2] for w in want_scored], rtol=1e-5)
     v2 = p.export_state(sorted(states))  # and it is written back as v2
     assert {int.from_bytes(v[4:6], "little") for v in v2.values()} == {2}
 
