@@ -289,7 +289,8 @@ class StateCodec:
 
     Format v2 keeps the detectors' EWMA statistics in float32 (40 bytes a stream less);
     states of format v1, the same records with those fields in float64 (:func:`widened`),
-    are still read, narrowed on the way in, so a rolling upgrade keeps every stream warm.
+    are still read, narrowed on the way in, so an upgrade keeps every stream warm (the v1
+    code refuses v2 states: a partition moving back to an old member warms up there).
     """
 
     MAGIC = b"LSST"
