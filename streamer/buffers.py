@@ -304,9 +304,9 @@ class StateCodec:
         self.formats = {
             f.version: f for f in (self.format, _Format.of(1, [widened(t.record) for t in tables]))
         }
-        self.layout = self.format.layout
-        self.header = self.HEADER.pack(self.MAGIC, self.VERSION, window, features, self.layout)
-        self.sizes = self.format.sizes
+        self.header = self.HEADER.pack(
+            self.MAGIC, self.VERSION, window, features, self.format.layout
+        )
 
     @property
     def nbytes(self) -> int:
