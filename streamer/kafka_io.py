@@ -154,6 +154,14 @@ def _log_partitions(what: str, tps: Iterable[Any], io: KafkaIO) -> None:
     io.rebalances += 1
 
 
+def _close_logging(client: str, close: Callable[[], Any]) -> None:
+    """``close()``; a failure is logged, not raised: the client is being let go either way."""
+    try:
+        close()
+    except Exception as exc:
+        log.warning(f"{client} close failed", extra={"fields": {"error": repr(exc)}})
+
+
 class KafkaIO:
     def __init__(self, cfg: KafkaConfig, metrics: Metrics):
         self.cfg = cfg
@@ -189,10 +197,7 @@ class KafkaIO:
 
     def _close_consumer(self) -> None:
         if self._consumer is not None:
-            try:
-                self._consumer.close(autocommit=False)
-            except Exception as exc:
-                log.warning("consumer close failed", extra={"fields": {"error": repr(exc)}})
+            _close_logging("consumer", lambda: self._consumer.close(autocommit=False))
             self._consumer = None
 
     def _new_consumer(self) -> Any:
@@ -403,8 +408,5 @@ class KafkaIO:
         """Close both clients without committing anything the loop did not commit."""
         self._close_consumer()
         if self._producer is not None:
-            try:
-                self._producer.close(timeout=timeout_s)
-            except Exception as exc:
-                log.warning("producer close failed", extra={"fields": {"error": repr(exc)}})
+            _close_logging("producer", lambda: self._producer.close(timeout=timeout_s))
             self._producer = None
