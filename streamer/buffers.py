@@ -9,7 +9,7 @@ resident unless the column's default is non-zero. Because the columns are plain 
 numpy dtypes, one stream's state is one record of a structured dtype, which is how
 :mod:`streamer.pipeline` exports state as compact bytes (no pickle).
 
-:class:`StreamIndex` maps stream ids to rows (a dict plus a free list) and
+:class:`StreamIndex` maps stream ids to rows (a hash table of int32 rows plus a free list) and
 :class:`WindowBuffers` keeps the last ``window`` points of every stream, the count and the
 last timestamp; a batch appends all its points in one vectorised pass.
 """
@@ -19,11 +19,12 @@ from __future__ import annotations
 import itertools
 import math
 import mmap
+import operator
 import struct
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -131,37 +132,135 @@ class StateTable:
 
 
 class StreamIndex:
-    """Stream id <-> row. Rows of removed streams are reused (lowest first)."""
+    """Stream id <-> row. Rows of removed streams are reused (lowest first).
+
+    ``ids[row]`` is the id a row holds (``None`` for a free row). The way back is an
+    open-addressing hash table of int32 rows (linear probing on ``hash(id)``, at most half
+    full, so 4-16 bytes a stream) rather than a ``dict[str, int]``, which costs 66 bytes a
+    stream: its entry and one int object per row. A batch's lookup is vectorised: the
+    probes are numpy gathers and only a candidate's id is compared in Python.
+    """
+
+    _EMPTY, _GONE = -1, -2  # a slot never used (a probe stops) / freed (a probe goes on)
 
     def __init__(self) -> None:
-        self.rows: dict[str, int] = {}
         self.ids: list[str | None] = []
         self._free: list[int] = []
+        self._live = 0
+        self._gone = 0  # freed slots in the table, reclaimed when it is rebuilt
+        self._slots = np.full(8, self._EMPTY, dtype=np.int32)
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self._live
+
+    def __contains__(self, stream: str) -> bool:
+        return self.get(stream) >= 0
+
+    def _find(self, streams: list[str]) -> tuple[IntArray, IntArray]:
+        """Each stream's row and slot, -1 for both where the stream is unknown."""
+        n = len(streams)
+        rows = np.full(n, -1, dtype=np.intp)
+        slots = np.full(n, -1, dtype=np.intp)
+        if not n or not self._live:
+            return rows, slots
+        mask = len(self._slots) - 1
+        pos = np.fromiter(map(hash, streams), dtype=np.int64, count=n) & mask
+        todo = np.arange(n)
+        ids, get = self.ids, streams.__getitem__
+        while todo.size:  # each round probes one slot further for the streams not yet found
+            held = self._slots[pos].astype(np.intp)
+            used = held >= 0
+            at, cand = todo[used], held[used]
+            same = np.fromiter(
+                map(operator.eq, map(ids.__getitem__, cand.tolist()), map(get, at.tolist())),
+                dtype=bool,
+                count=at.size,
+            )
+            rows[at[same]], slots[at[same]] = cand[same], pos[used][same]
+            on = held == self._GONE
+            on[used] = ~same
+            todo, pos = todo[on], (pos[on] + 1) & mask
+        return rows, slots
 
     def lookup(self, streams: Iterable[str]) -> IntArray:
         """Row of each stream, -1 where the stream is unknown."""
-        return np.fromiter(map(self.rows.get, streams, itertools.repeat(-1)), dtype=np.intp)
+        return self._find(streams if isinstance(streams, list) else list(streams))[0]
+
+    def get(self, stream: str) -> int:
+        """The row of one stream, -1 if unknown."""
+        return int(self._find([stream])[0][0])
+
+    def live(self) -> tuple[list[str], IntArray]:
+        """The id and row of every stream held, in row order."""
+        # no int object per row, even for a moment: 100,000 of them would leave 3 MiB of
+        # the interpreter's pools resident after they are freed
+        held = list(map(operator.is_not, self.ids, itertools.repeat(None)))
+        names = cast(list[str], list(itertools.compress(self.ids, held)))
+        return names, np.flatnonzero(np.array(held, dtype=bool))
 
     def add(self, stream: str) -> int:
-        if self._free:
-            row = self._free.pop()
-            self.ids[row] = stream
-        else:
-            row = len(self.ids)
-            self.ids.append(stream)
-        self.rows[stream] = row
-        return row
+        """Give a stream not held a row (the caller checks it is not held)."""
+        return int(self.add_many([stream])[0])
+
+    def add_many(self, streams: list[str]) -> IntArray:
+        """Give each of these streams, distinct and none held, a row; the lowest free first."""
+        k = len(streams)
+        if 2 * (self._live + self._gone + k) > len(self._slots):
+            self._rebuild(self._live + k)
+        reuse = min(k, len(self._free))
+        rows = [self._free.pop() for _ in range(reuse)]
+        for row, s in zip(rows, streams, strict=False):
+            self.ids[row] = s
+        high = len(self.ids)
+        out = np.concatenate([np.asarray(rows, dtype=np.intp), np.arange(high, high + k - reuse)])
+        self.ids.extend(streams[reuse:])
+        self._place(np.fromiter(map(hash, streams), np.int64, k), out.astype(np.int32))
+        self._live += k
+        return out
 
     def remove(self, streams: Iterable[str]) -> IntArray:
-        rows = [self.rows.pop(s) for s in streams]
-        for r in rows:
+        """Free the rows of streams held (each must be held, as with a dict's ``pop``)."""
+        names = streams if isinstance(streams, list) else list(streams)
+        rows, slots = self._find(names)
+        if (rows < 0).any():
+            raise KeyError(names[int(np.flatnonzero(rows < 0)[0])])
+        if np.unique(rows).size != rows.size:
+            raise KeyError(f"a stream given twice to remove: {names}")
+        self._slots[slots] = self._GONE
+        self._live -= rows.size
+        self._gone += rows.size
+        for r in rows.tolist():
             self.ids[r] = None
-        self._free.extend(rows)
+        self._free.extend(rows.tolist())
         self._free.sort(reverse=True)  # pop() hands out the lowest free row first
-        return np.asarray(rows, dtype=np.intp)
+        return rows
+
+    def _rebuild(self, need: int) -> None:
+        """A table of 2-4 slots for each of ``need`` streams, freed slots dropped."""
+        size = 8
+        while size < 2 * need:
+            size *= 2
+        names, rows = self.live()
+        self._slots = np.full(size, self._EMPTY, dtype=np.int32)
+        self._gone = 0
+        if rows.size:
+            self._place(np.fromiter(map(hash, names), np.int64, rows.size), rows.astype(np.int32))
+
+    def _place(self, hashes: npt.NDArray[np.int64], rows: npt.NDArray[np.int32]) -> None:
+        """Put rows in the first free slot from their hash on (vectorised linear probing)."""
+        mask = len(self._slots) - 1
+        pos = hashes & mask
+        while rows.size:
+            held = self._slots[pos]
+            free = np.flatnonzero(held < 0)
+            # of several rows aiming at the same free slot, the first takes it
+            _, first = np.unique(pos[free], return_index=True)
+            took = free[first]
+            self._gone -= int(np.count_nonzero(held[took] == self._GONE))
+            self._slots[pos[took]] = rows[took]
+            left = np.ones(rows.size, dtype=bool)
+            left[took] = False
+            rows, pos = rows[left], (pos[left] + 1) & mask  # every slot tried is taken now
 
     @property
     def high_water(self) -> int:

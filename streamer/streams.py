@@ -97,19 +97,18 @@ class StreamStore:
         rows = self.index.lookup(streams)
         rows[~usable] = -1
         miss = np.flatnonzero((rows < 0) & usable)
-        if miss.size:
-            added: list[int] = []
-            for i in miss:  # only points of streams never seen before
-                s = streams[i]
-                row = self.index.rows.get(s, -1)
-                if row < 0 and len(self.index) < self.config.max_streams:
-                    row = self.index.add(s)
-                    added.append(row)
+        if miss.size:  # only points of streams never seen before
+            new = list(dict.fromkeys(streams[i] for i in miss.tolist()))  # in order of arrival
+            room = max(0, self.config.max_streams - len(self.index))
+            added = self.index.add_many(new[:room]) if room else np.empty(0, dtype=np.intp)
+            row_of = dict(zip(new, added.tolist(), strict=False))
+            for i in miss.tolist():
+                row = row_of.get(streams[i], -1)
                 if row < 0:
-                    rejected.append(Rejected(int(i), "stream_limit"))
+                    rejected.append(Rejected(i, "stream_limit"))
                 rows[i] = row
-            if added:
-                self._new_rows(np.asarray(added, dtype=np.intp))
+            if added.size:
+                self._new_rows(added)
         return rows
 
     def evict_idle(
@@ -129,8 +128,7 @@ class StreamStore:
         """
         if not len(self.index):
             return []
-        ids = list(self.index.rows)
-        rows = np.fromiter(self.index.rows.values(), dtype=np.intp, count=len(ids))
+        ids, rows = self.index.live()
         idle = self.state["last_ts"][rows] < now_ms - idle_ms
         gone = rows[idle]
         names = [ids[i] for i in np.flatnonzero(idle)]
@@ -157,7 +155,8 @@ class StreamStore:
     def drop(self, streams: Iterable[str]) -> list[str]:
         """Forget these streams without events (their partition moved to another owner, whose
         copy restored from the state topic carries on); returns the ones that were known."""
-        known = [s for s in streams if s in self.index.rows]
+        names = list(streams)
+        known = [s for s, r in zip(names, self.index.lookup(names).tolist(), strict=True) if r >= 0]
         if known:
             rows = self.index.remove(known)
             for t in self.tables:
@@ -185,31 +184,32 @@ class StreamStore:
         """The live streams whose recorded source partition is one of ``partitions``."""
         if not len(self.index):
             return []
-        ids = list(self.index.rows)
-        rows = np.fromiter(self.index.rows.values(), dtype=np.intp, count=len(ids))
+        ids, rows = self.index.live()
         want = np.fromiter(partitions, dtype=np.int64)
         hit = np.isin(self.source["src_partition"][rows], want)
         return [ids[i] for i in np.flatnonzero(hit)]
 
     def export_state(self, streams: Iterable[str]) -> dict[str, bytes]:
         """Compact, versioned bytes per known stream (unknown streams are left out)."""
-        known = [s for s in streams if s in self.index.rows]
-        rows = self.index.lookup(known)
+        names = list(streams)
+        every = self.index.lookup(names)
+        known = [s for s, r in zip(names, every.tolist(), strict=True) if r >= 0]
+        rows = every[every >= 0]
         return dict(zip(known, self.codec.encode(rows), strict=True)) if known else {}
 
     def import_state(self, states: Mapping[str, bytes]) -> None:
         """Restore streams exactly as exported (replacing any state they have here)."""
         for s, data in states.items():
             self.codec.check(s, data)
-        new = [s for s in states if s not in self.index.rows]
+        new = [s for s, r in zip(states, self.index.lookup(list(states)).tolist(), strict=True)
+               if r < 0]  # fmt: skip
         if len(self.index) + len(new) > self.config.max_streams:
             raise ValueError(
                 f"importing {len(new)} new streams would exceed [detect] max_streams "
                 f"= {self.config.max_streams} ({len(self.index)} live)"
             )
-        added = [self.index.add(s) for s in new]
-        if added:
-            self._new_rows(np.asarray(added, dtype=np.intp))
+        if new:
+            self._new_rows(self.index.add_many(new))
         streams = list(states)
         if streams:
             rows = self.index.lookup(streams)

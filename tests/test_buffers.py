@@ -138,6 +138,59 @@ def test_stream_index_reuses_freed_rows_lowest_first() -> None:
     assert ix.add("e") == 0 and ix.add("f") == 2 and ix.add("g") == 4
 
 
+class _Colliding(str):
+    """A stream id whose hash is one of four values, so probes run long and wrap around."""
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:
+        return (-1, 5, 7, 2**62)[sum(map(ord, self)) % 4]  # hash() never gives -1: it gives -2
+
+
+@pytest.mark.parametrize("make", [str, _Colliding], ids=["str", "colliding"])
+def test_stream_index_agrees_with_a_dict_through_adds_and_removes(make: type[str]) -> None:
+    rng = np.random.default_rng(3)
+    ix, oracle, free = StreamIndex(), {}, []  # oracle: name number -> row, as a dict kept it
+
+    def name(i: int) -> str:  # a new object each time: the index compares ids, not objects
+        return make(f"s{i}")
+
+    for step in range(400):
+        if oracle and rng.random() < 0.45:  # remove some held streams
+            held = list(oracle)
+            gone = [held[i] for i in rng.choice(len(held), min(len(held), 7), replace=False)]
+            rows = ix.remove([name(g) for g in gone])
+            assert rows.tolist() == [oracle.pop(g) for g in gone]
+            free = sorted(free + rows.tolist(), reverse=True)
+        else:  # add some streams not held
+            new = [int(i) for i in np.unique(rng.integers(0, 300, 9)) if int(i) not in oracle]
+            high = len(oracle) + len(free)  # rows ever handed out
+            rows = ix.add_many([name(i) for i in new])
+            reuse = [free.pop() for _ in range(min(len(free), len(new)))]  # lowest first
+            assert rows.tolist() == reuse + list(range(high, high + len(new) - len(reuse)))
+            oracle.update(zip(new, rows.tolist(), strict=True))
+        probe = rng.integers(0, 300, 60).tolist()
+        got = ix.lookup([name(i) for i in probe]).tolist()
+        assert got == [oracle.get(i, -1) for i in probe], step
+        assert len(ix) == len(oracle)
+        live_ids, live_rows = ix.live()
+        assert dict(zip(map(str, live_ids), live_rows.tolist(), strict=True)) == {
+            f"s{i}": r for i, r in oracle.items()
+        }
+    assert all(name(i) in ix for i in oracle) and name(999) not in ix
+
+
+def test_stream_index_refuses_to_remove_a_stream_it_does_not_hold() -> None:
+    ix = StreamIndex()
+    ix.add_many(["a", "b"])
+    with pytest.raises(KeyError, match="zz"):
+        ix.remove(["a", "zz"])
+    assert len(ix) == 2 and ix.lookup(["a", "b"]).tolist() == [0, 1]  # nothing was removed
+    with pytest.raises(KeyError, match="twice"):
+        ix.remove(["a", "a"])
+    assert len(ix) == 2
+
+
 def test_state_codec_round_trip_and_refusals() -> None:
     t1 = StateTable(window_spec(3, 1), 4)
     t2 = StateTable({"x": Column("float64"), "n": Column("int32")}, 4)

@@ -195,7 +195,7 @@ def test_out_of_order_and_duplicates_are_rejected_and_unused() -> None:
     r = p.process(pts(["a", "a", "a", "b", "a", "a"], [5, 6, 6, 1, 4, 7],
                       [1.0, 2.0, 99.0, 5.0, 99.0, 3.0]), 0.0)  # fmt: skip
     assert [(j.index, j.reason) for j in r.rejected] == [(2, "out_of_order"), (4, "out_of_order")]
-    np.testing.assert_array_equal(p.state["win"][p.index.rows["a"], :, 0],
+    np.testing.assert_array_equal(p.state["win"][p.index.get("a"), :, 0],
                                   [1.0, 2.0, 3.0])  # fmt: skip
     r = p.process(pts(["a"], [7], [4.0]), 0.0)  # equal to the last ts: a duplicate
     assert [j.reason for j in r.rejected] == ["out_of_order"] and not len(r.scored.index)
@@ -213,7 +213,7 @@ def test_non_finite_and_float32_overflowing_values_are_rejected() -> None:
     r = p.process(pts(["a", "b", "a", "a"], [1, 1, 2, 3], [1.0, np.nan, 1e39, -np.inf]), 0.0)
     assert [(j.index, j.reason) for j in r.rejected] == [
         (1, "non_finite"), (2, "non_finite"), (3, "non_finite")]  # fmt: skip
-    assert p.stream_count() == 1 and p.state["count"][p.index.rows["a"]] == 1
+    assert p.stream_count() == 1 and p.state["count"][p.index.get("a")] == 1
 
 
 def test_points_of_the_wrong_shape_are_refused() -> None:
@@ -238,16 +238,16 @@ def test_evict_idle_frees_rows_and_resolves_open_episodes() -> None:
     x = spike_stream()
     p.process(pts(["old"] * 301, np.arange(301) * 1000, x[:301]), 0.0)  # ends on the spike
     p.process(pts(["new"], [400_000], [1.0]), 0.0)
-    assert p.anomaly.table["open"][p.index.rows["old"]]
+    assert p.anomaly.table["open"][p.index.get("old")]
     events: list = []
     assert p.evict_idle(now_ms=400_000, idle_ms=60_000, events=events) == ["old"]
-    assert p.stream_count() == 1 and "old" not in p.index.rows
+    assert p.stream_count() == 1 and "old" not in p.index
     (e,) = events
     assert (e.type, e.status, e.stream, e.index, e.ts_ms) == ("anomaly", "resolved", "old", -1,
                                                               300_000)  # fmt: skip
     assert e.episode_start_ms == 300_000
     p.process(pts(["newer"], [1], [2.0]), 0.0)  # reuses the freed row, with a clean state
-    row = p.index.rows["newer"]
+    row = p.index.get("newer")
     assert p.state["count"][row] == 1 and not p.anomaly.table["open"][row]
 
 
@@ -510,7 +510,7 @@ def test_source_table_grows_resets_and_stays_out_of_the_exported_state() -> None
     assert p.source.capacity == p.state.capacity >= 5
     assert p.source_of(names).tolist() == [-1] * 5
     rows = p.set_source([*names, "nope"], np.array([0, 1, 2, 0, 1, 3]))
-    assert rows.tolist() == [p.index.rows[s] for s in names] + [-1]
+    assert rows.tolist() == [p.index.get(s) for s in names] + [-1]
     assert p.source_of(["s3", "nope"]).tolist() == [0, -1]
     assert p.streams_from({0}) == ["s0", "s3"] and p.streams_from([]) == []
     blob = p.export_state(["s1"])["s1"]

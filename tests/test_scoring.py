@@ -109,9 +109,7 @@ def test_applied_sources_drive_drop_and_evict_across_routes(tmp_path: Path) -> N
     # keyed by the pipelines' own id objects, not the decoder's per-message copies
     for r, names in ((0, held[:2]), (1, held[2:])):
         index = scorer.router.routes[r].pipeline.index
-        assert all(
-            next(k for k in out.touched if k == s) is index.ids[index.rows[s]] for s in names
-        )
+        assert all(next(k for k in out.touched if k == s) is index.ids[index.get(s)] for s in names)
     # db1 moves to partition 2 (e.g. the input topic grew): the newest point's source wins
     scorer.score([Message("in", 2, 500, b"db1.spike", streams[1].message(10), 0)], time.time())
     assert scorer.partition_of("db1.spike") == 2
