@@ -222,8 +222,8 @@ class KafkaIO:
             retry_backoff_ms=CONSUMER_RETRY_BACKOFF_MS,
             **common,
         )
-        self._wait_for_topic_metadata()
         self._consumer.subscribe([self.cfg.input_topic], listener=_listener(self))
+        self._wait_for_topic_metadata()  # after subscribe(), before the first poll joins
         return self._consumer
 
     def _new_producer(self) -> Any:
@@ -259,17 +259,25 @@ class KafkaIO:
         self._producer = self._new_producer()  # raises while no broker answers
 
     def _wait_for_topic_metadata(self, timeout_s: float = 15.0) -> None:
-        """Know the input topic's partitions before joining the group.
+        """Fetch the cluster's metadata, subscribed, until it has the input topic.
 
-        A member that joins before its metadata has the topic is assigned nothing, and
-        the rejoin that follows can stall kafka-python 3.0's group protocol for minutes
-        (seen on a freshly created topic). A topic that does not exist yet is not an error:
-        the subscription picks it up once created (``metadata_max_age_ms``).
+        The group's leader records the partitions it assigned as the coordinator last saw
+        them, and rejoins as soon as a metadata update differs. kafka-python 3.0 builds that
+        view when it is constructed (subscribed to nothing) and then only on a metadata
+        response, so a member that joined right after ``subscribe()`` assigned from an empty
+        view, and the first metadata response revoked everything and rejoined: within half
+        a second, in nearly every start, and in a few starts in a hundred that rejoin then
+        stalled until ``[kafka] rejoin_after_s``. ``topics()`` waits for a metadata response,
+        which also brings the coordinator's view up to date. A member that joins before the
+        topic exists is assigned nothing, so this waits for it too, up to ``timeout_s``; a
+        topic created later is picked up by the subscription (``metadata_max_age_ms``).
         """
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._consumer.partitions_for_topic(self.cfg.input_topic):
+        while True:
+            if self.cfg.input_topic in self._consumer.topics():
                 return
+            if time.monotonic() >= deadline:
+                break
             time.sleep(0.2)
         log.warning(
             "input topic has no partitions yet; waiting for it to be created",

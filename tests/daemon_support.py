@@ -93,9 +93,9 @@ def write_config(
         "poll_timeout_ms": 100,
         "max_poll_records": 2000,
         "shutdown_timeout_s": 15.0,
-        # kafka-python 3.0's rejoin hangs in about 1 of 15 runs on these fresh topics (the
-        # rebalance that follows the first assignment); the tests wait well under the 60 s
-        # default for it to be replaced (tests/test_kafka_rejoin.py, streamer.daemon).
+        # kafka-python 3.0's rejoin can hang when a member joins or leaves; the tests wait
+        # well under the 60 s default for it to be replaced (tests/test_kafka_rejoin.py,
+        # streamer.daemon).
         "rejoin_after_s": 10.0,
         **topics,
         **extra.pop("kafka", {}),
