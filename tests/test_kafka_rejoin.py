@@ -55,6 +55,16 @@ def poll_all(io: KafkaIO, n: int, timeout_s: float = 30.0) -> Batch:
     return out
 
 
+def new_member(bootstrap: str, prefix: str) -> tuple[str, KafkaIO]:
+    """A fresh two-partition topic and an opened KafkaIO in a group of its own."""
+    topic = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    ds.create_topics(bootstrap, {topic: 2})
+    cfg = KafkaConfig(bootstrap_servers=(bootstrap,), input_topic=topic, group_id=f"g-{topic}")
+    io = KafkaIO(cfg, Metrics.create(CollectorRegistry()))
+    io.open()
+    return topic, io
+
+
 def test_a_new_member_is_assigned_once_not_revoked_and_assigned_again(
     kafka_bootstrap: str,
 ) -> None:
@@ -62,13 +72,7 @@ def test_a_new_member_is_assigned_once_not_revoked_and_assigned_again(
     first metadata response then revoked the whole assignment and rejoined (7 of 8 probes,
     and a rejoin that stalls now and then: see ``KafkaIO._wait_for_topic_metadata``)."""
     for run in range(3):
-        topic = f"rj1-{uuid.uuid4().hex[:8]}"
-        ds.create_topics(kafka_bootstrap, {topic: 2})
-        cfg = KafkaConfig(
-            bootstrap_servers=(kafka_bootstrap,), input_topic=topic, group_id=f"g-{topic}"
-        )
-        io = KafkaIO(cfg, Metrics.create(CollectorRegistry()))
-        io.open()
+        _, io = new_member(kafka_bootstrap, "rj1")
         try:
             end = time.monotonic() + 30
             while not io.assignment() and time.monotonic() < end:
@@ -85,13 +89,7 @@ def test_a_new_member_is_assigned_once_not_revoked_and_assigned_again(
 def test_rejoin_is_a_new_member_that_reads_on_from_the_committed_offsets(
     kafka_bootstrap: str,
 ) -> None:
-    topic = f"rj-{uuid.uuid4().hex[:8]}"
-    ds.create_topics(kafka_bootstrap, {topic: 2})
-    cfg = KafkaConfig(
-        bootstrap_servers=(kafka_bootstrap,), input_topic=topic, group_id=f"g-{topic}"
-    )
-    io = KafkaIO(cfg, Metrics.create(CollectorRegistry()))
-    io.open()
+    topic, io = new_member(kafka_bootstrap, "rj")
     try:
         settle(io)
         assert io.rebalance_events[-1] == ("assigned", [0, 1])
