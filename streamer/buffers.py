@@ -136,7 +136,7 @@ class StreamIndex:
 
     ``ids[row]`` is the id a row holds (``None`` for a free row). The way back is an
     open-addressing hash table of int32 rows (linear probing on ``hash(id)``, at most half
-    full, so 4-16 bytes a stream) rather than a ``dict[str, int]``, which costs 66 bytes a
+    full, so 8-16 bytes a stream) rather than a ``dict[str, int]``, which costs 66 bytes a
     stream: its entry and one int object per row. A batch's lookup is vectorised: the
     probes are numpy gathers and only a candidate's id is compared in Python.
     """
@@ -192,7 +192,7 @@ class StreamIndex:
 
     def live(self) -> tuple[list[str], IntArray]:
         """The id and row of every stream held, in row order."""
-        # no int object per row, even for a moment: 100,000 of them would leave 3 MiB of
+        # no int object per row, even for a moment: 100,000 of them can leave 3 MiB of
         # the interpreter's pools resident after they are freed
         held = list(map(operator.is_not, self.ids, itertools.repeat(None)))
         names = cast(list[str], list(itertools.compress(self.ids, held)))
