@@ -254,7 +254,9 @@ def daemon(
     config: Path, port: int, log: Path, env_extra: dict[str, str] | None = None
 ) -> Iterator[DaemonProcess]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LSTMAD_")}
-    for k in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+    # ORT_DISABLE_TELEMETRY: this process has it from importing streamer; the daemon must
+    # set it itself (tests/test_telemetry.py).
+    for k in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "ORT_DISABLE_TELEMETRY"):
         env.pop(k, None)
     env.update(env_extra or {})
     with log.open("ab") as out:

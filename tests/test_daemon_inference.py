@@ -52,8 +52,12 @@ def test_group_sigterm_lands_and_a_dead_child_loses_nothing(
     first, second = ds.interleave(streams, 0, 120), ds.interleave(streams, 120, 240)
     ds.produce(kafka_bootstrap, topics["input_topic"], first)
 
-    # 1. SIGTERM to the daemon and its child at once (systemd's KillMode=control-group)
-    with ds.daemon(config, port, tmp_path / "a.log") as a:
+    # 1. SIGTERM to the daemon and its child at once (systemd's KillMode=control-group);
+    # the service user's home stays as it was: no ONNX Runtime telemetry cache
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}
+    with ds.daemon(config, port, tmp_path / "a.log", env_extra=env) as a:
         a.wait_ready(partitions=2)
         assert wait_points(a, len(first)) == len(first), a.tail()
         child = inference_child(a.proc.pid)
@@ -61,6 +65,8 @@ def test_group_sigterm_lands_and_a_dead_child_loses_nothing(
         code, _ = a.stop()
     assert code == 0, a.tail()
     assert committed_equals_end(kafka_bootstrap, topics["group_id"], topics["input_topic"])
+    written = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
+    assert written == [], written
 
     # 2. the child killed under load: the daemon exits non-zero and says why
     with ds.daemon(config, port, tmp_path / "b.log") as b:
