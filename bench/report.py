@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -102,6 +103,45 @@ def load_figures(path: Path = RESULTS, benches: Iterable[str] | None = None) -> 
     return [Figure(**f) for name in names if name in data for f in data[name]["figures"]]
 
 
+# Instruction sets that move ONNX Runtime's and numpy's figures, reported when present.
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+
+
+def cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any] | None:
+    """The first CPU's model name and which of :data:`ISA_FLAGS` it has, as the kernel
+    reports them: the development machines are not all of one type, and the figures move
+    with it (a virtual machine's model name may be as vague as "Intel(R) Xeon(R) Processor",
+    so the flags say more). None where there is no such file."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return None
+    first = text.split("\n\n", 1)[0]
+    fields = {}
+    for line in first.splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    flags = set(fields.get("flags", "").split())
+    return {"model": fields.get("model name"), "flags": [f for f in ISA_FLAGS if f in flags]}
+
+
+def git_commit(repo: Path = RESULTS.parent.parent.parent) -> str | None:
+    """``HEAD`` of the checkout the benchmark ran from, with ``-dirty`` if tracked files
+    differ from it (bench/results/ aside: each run rewrites it); None outside a git checkout."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+             ":(exclude)bench/results"],
+            cwd=repo, capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("-dirty" if changed else "")
+
+
 def environment() -> dict[str, Any]:
     import numpy as np
     import onnxruntime as ort
@@ -109,7 +149,9 @@ def environment() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
         "machine": platform.machine(),
+        "cpu": cpu(),
         "cpus": os.cpu_count(),
+        "commit": git_commit(),
         "numpy": np.__version__,
         "onnxruntime": ort.__version__,
     }
@@ -130,8 +172,10 @@ def write_results(
         except json.JSONDecodeError:
             data = {}
     data.setdefault("benches", {})
-    data["environment"] = environment()
+    # Each section says where it ran: a run of one benchmark replaces only its own section.
+    data.pop("environment", None)
     data["benches"][bench] = {
+        "environment": environment(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "figures": [asdict(f) for f in figures],
         "details": dict(details),
