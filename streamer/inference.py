@@ -253,6 +253,9 @@ class InferenceProcess:
         self._replies: dict[int, tuple[str, Any]] = {}
         self._pending: Pending | None = None
         self._loaded: set[str] = set()
+        # Per loaded key: bytes of ONNX Runtime's library mappings the child released after
+        # opening it (streamer.model.settle); 0 where the kernel took no advice.
+        self.released_bytes: dict[str, int] = {}
         try:
             ticket = self._send(("ready",))
             if not self._conn.poll(START_TIMEOUT_S):
@@ -278,13 +281,15 @@ class InferenceProcess:
         [B, window, n_features] (:func:`streamer.model.check_session`); once per key.
         Raises :class:`ModelRefused` with ONNX Runtime's reason."""
         if key not in self._loaded:
-            self._wait(self._send(("load", key, graph, window, n_features)))
+            released = self._wait(self._send(("load", key, graph, window, n_features)))
             self._loaded.add(key)
+            self.released_bytes[key] = released
 
     def forget(self, key: str) -> None:
         """Close the child's session of ``key`` (a replaced model)."""
         if key in self._loaded:
             self._loaded.discard(key)
+            self.released_bytes.pop(key, None)
             self._wait(self._send(("forget", key)))
 
     def submit(self, jobs: list[tuple[str, npt.NDArray[np.floating]]]) -> Pending:
@@ -372,7 +377,7 @@ class InferenceProcess:
 
 def _serve(conn: Connection, inp: np.ndarray, out: np.ndarray, intra: int, inter: int) -> None:
     from streamer.manifest import INPUT_NAME, OUTPUT_NAME
-    from streamer.model import MAX_BATCH, check_session, open_session
+    from streamer.model import MAX_BATCH, check_session, open_session, settle
 
     sessions: dict[str, Any] = {}
     while True:
@@ -403,8 +408,9 @@ def _serve(conn: Connection, inp: np.ndarray, out: np.ndarray, intra: int, inter
                 except ValueError as exc:
                     conn.send(("refused", str(exc)))
                     continue
+                released = settle(sess, window, n_features)
                 sessions[key] = sess
-                conn.send(("ok", None))
+                conn.send(("ok", released))
             elif req[0] == "forget":
                 sessions.pop(req[1], None)
                 conn.send(("ok", None))

@@ -52,3 +52,38 @@ def trim() -> bool:
     if _LIBC is None:
         return False
     return bool(_LIBC.malloc_trim(0))
+
+
+MADV_PAGEOUT = 21  # linux/mman.h (Linux 5.4+): reclaim these pages now
+
+
+def release_file_pages(path_part: str, maps: str = "/proc/self/maps") -> int:
+    """Ask the kernel to reclaim, now, the resident pages of this process's read-only file
+    mappings whose path contains ``path_part`` (``madvise(MADV_PAGEOUT)``); the bytes of the
+    mappings it accepted the advice for, 0 where there is none or the kernel refuses it.
+
+    For a shared library's code and constants: a large library's start-up (static
+    initialisers, registries, session set-up) touches most of its pages once, and they then
+    stay in the process's resident set, although the kernel would only reclaim them under
+    memory pressure. The pages a caller uses again fault back in from the file (a minor
+    fault while the page cache still holds them), so callers warm their hot path right after.
+    Pages another process also maps are left alone by the kernel; writable mappings (a
+    library's data, where a page-out would mean swap) are not advised."""
+    if _LIBC is None or not hasattr(_LIBC, "madvise"):
+        return 0
+    madvise = _LIBC.madvise
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    try:
+        with open(maps) as f:
+            lines = f.readlines()
+    except OSError:
+        return 0
+    done = 0
+    for line in lines:
+        parts = line.split(maxsplit=5)
+        if len(parts) < 6 or "w" in parts[1] or path_part not in parts[5]:
+            continue
+        lo, hi = (int(x, 16) for x in parts[0].split("-"))
+        if madvise(lo, hi - lo, MADV_PAGEOUT) == 0:
+            done += hi - lo
+    return done

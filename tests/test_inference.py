@@ -65,6 +65,25 @@ def test_predictions_equal_in_process_onnx_runtime(remote: InferenceProcess) -> 
         np.testing.assert_array_equal(there.predict(x), here.predict(x))
 
 
+def test_both_ends_release_onnx_runtimes_start_up_pages(
+    remote: InferenceProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """streamer.model.settle runs wherever a model is opened: the child reports the
+    library's mappings it advised (the wheel's .so is 35 MiB); in this process a spy sees
+    the call. What it saves is measured by the throughput benchmark."""
+    there = model_mod.load(ds.MODEL, remote=remote)
+    assert remote.released_bytes[there.sha256] >= 16 << 20
+    calls: list[str] = []
+    real = model_mod.malloc.release_file_pages
+    monkeypatch.setattr(
+        model_mod.malloc, "release_file_pages", lambda part: calls.append(part) or real(part)
+    )
+    here = model_mod.load(ds.MODEL)
+    assert calls == [model_mod.ORT_LIBRARY]
+    x = windows(100, seed=5)
+    np.testing.assert_array_equal(there.predict(x), here.predict(x))
+
+
 @pytest.mark.parametrize("fork", [False, True])
 def test_the_daemon_process_never_imports_onnx_runtime(tmp_path: Path, fork: bool) -> None:
     """Forked (as serve starts it) or a new interpreter, the child gives the same
