@@ -251,9 +251,13 @@ class DaemonProcess:
 
 @contextmanager
 def daemon(
-    config: Path, port: int, log: Path, env_extra: dict[str, str] | None = None
+    config: Path,
+    port: int,
+    log: Path,
+    env_extra: dict[str, str] | None = None,
+    env_drop: tuple[str, ...] = (),
 ) -> Iterator[DaemonProcess]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LSTMAD_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LSTMAD_") and k not in env_drop}
     # ORT_DISABLE_TELEMETRY: this process has it from importing streamer; the daemon must
     # set it itself (tests/test_telemetry.py).
     for k in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "ORT_DISABLE_TELEMETRY"):

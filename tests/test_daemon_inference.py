@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tests import daemon_support as ds
 from tests.test_daemon_restart import committed_equals_end
+from tests.test_telemetry import CI_MARKERS
 
 
 def inference_child(daemon_pid: int) -> int:
@@ -53,11 +54,12 @@ def test_group_sigterm_lands_and_a_dead_child_loses_nothing(
     ds.produce(kafka_bootstrap, topics["input_topic"], first)
 
     # 1. SIGTERM to the daemon and its child at once (systemd's KillMode=control-group);
-    # the service user's home stays as it was: no ONNX Runtime telemetry cache
+    # the service user's home stays as it was: no ONNX Runtime telemetry cache (without the
+    # CI markers, under which ONNX Runtime keeps it off by itself)
     home = tmp_path / "home"
     home.mkdir()
     env = {"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}
-    with ds.daemon(config, port, tmp_path / "a.log", env_extra=env) as a:
+    with ds.daemon(config, port, tmp_path / "a.log", env, CI_MARKERS) as a:
         a.wait_ready(partitions=2)
         assert wait_points(a, len(first)) == len(first), a.tail()
         child = inference_child(a.proc.pid)
