@@ -405,10 +405,10 @@ def _serve(conn: Connection, inp: np.ndarray, out: np.ndarray, intra: int, inter
                 try:
                     sess = open_session(graph, intra, inter)
                     check_session(sess, window, n_features)
+                    released = settle(sess, window, n_features)
                 except ValueError as exc:
                     conn.send(("refused", str(exc)))
                     continue
-                released = settle(sess, window, n_features)
                 sessions[key] = sess
                 conn.send(("ok", released))
             elif req[0] == "forget":

@@ -130,11 +130,15 @@ def settle(session: Any, window: int, n_features: int) -> int:
     touched (:func:`streamer.malloc.release_file_pages`), then run it once more, so the pages
     serving uses are back before the first batch. Start-up leaves 19-27 MiB of the library
     resident; serving the default model needs about 7 MiB of it. Returns the bytes of the
-    library's mappings the kernel took the advice for (0: nothing released)."""
+    library's mappings the kernel took the advice for (0: nothing released). ValueError if
+    the session cannot run a full chunk: refused at load time, not in the hot path."""
     x = np.ones((MAX_BATCH, window, n_features), np.float32)
-    session.run([mf.OUTPUT_NAME], {mf.INPUT_NAME: x})
-    released = malloc.release_file_pages(ORT_LIBRARY)
-    session.run([mf.OUTPUT_NAME], {mf.INPUT_NAME: x})
+    try:
+        session.run([mf.OUTPUT_NAME], {mf.INPUT_NAME: x})
+        released = malloc.release_file_pages(ORT_LIBRARY)
+        session.run([mf.OUTPUT_NAME], {mf.INPUT_NAME: x})
+    except Exception as exc:  # ONNX Runtime's own exception types
+        raise ValueError(f"ONNX Runtime cannot run {MAX_BATCH} windows at once: {exc}") from exc
     return released
 
 

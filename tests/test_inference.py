@@ -84,6 +84,26 @@ def test_both_ends_release_onnx_runtimes_start_up_pages(
     np.testing.assert_array_equal(there.predict(x), here.predict(x))
 
 
+def test_a_model_that_cannot_run_a_full_chunk_is_refused_at_load(
+    remote: InferenceProcess, tmp_path: Path
+) -> None:
+    """A graph with a fixed batch of 2 passes the probe batch but not settle's full chunk:
+    refused when loaded, in the child and here, not at the first batch of 64."""
+    import onnx
+
+    from streamer import manifest as mf
+    from tests.test_manifest import good_dict, persistence_model
+
+    graph = persistence_model()
+    graph.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 2
+    mf.embed(graph, mf.parse(good_dict(graph_sha256=mf.graph_digest(graph))))
+    path = tmp_path / "batch2.onnx"
+    onnx.save(graph, path)
+    for where in (remote, None):
+        with pytest.raises(ManifestError, match="cannot run 64 windows at once"):
+            model_mod.load(path, remote=where)
+
+
 @pytest.mark.parametrize("fork", [False, True])
 def test_the_daemon_process_never_imports_onnx_runtime(tmp_path: Path, fork: bool) -> None:
     """Forked (as serve starts it) or a new interpreter, the child gives the same
