@@ -186,6 +186,12 @@ class StreamIndex:
         """Row of each stream, -1 where the stream is unknown."""
         return self._find(streams if isinstance(streams, list) else list(streams))[0]
 
+    def held(self, streams: Iterable[str]) -> tuple[list[str], IntArray]:
+        """Of these streams, the ones held and their rows, in the order given."""
+        names = streams if isinstance(streams, list) else list(streams)
+        rows = self._find(names)[0]
+        return [s for s, r in zip(names, rows.tolist(), strict=True) if r >= 0], rows[rows >= 0]
+
     def get(self, stream: str) -> int:
         """The row of one stream, -1 if unknown."""
         return int(self._find([stream])[0][0])

@@ -278,7 +278,7 @@ class InferenceProcess:
 
     def load(self, key: str, graph: bytes, window: int, n_features: int) -> None:
         """Open ``graph`` (ONNX bytes) in the child under ``key`` and check it serves windows
-        [B, window, n_features] (:func:`streamer.model.check_session`); once per key.
+        [B, window, n_features] (:func:`streamer.model.serving_session`); once per key.
         Raises :class:`ModelRefused` with ONNX Runtime's reason."""
         if key not in self._loaded:
             released = self._wait(self._send(("load", key, graph, window, n_features)))
@@ -377,7 +377,7 @@ class InferenceProcess:
 
 def _serve(conn: Connection, inp: np.ndarray, out: np.ndarray, intra: int, inter: int) -> None:
     from streamer.manifest import INPUT_NAME, OUTPUT_NAME
-    from streamer.model import MAX_BATCH, check_session, open_session, settle
+    from streamer.model import MAX_BATCH, serving_session
 
     sessions: dict[str, Any] = {}
     while True:
@@ -403,9 +403,7 @@ def _serve(conn: Connection, inp: np.ndarray, out: np.ndarray, intra: int, inter
             elif req[0] == "load":
                 _, key, graph, window, n_features = req
                 try:
-                    sess = open_session(graph, intra, inter)
-                    check_session(sess, window, n_features)
-                    released = settle(sess, window, n_features)
+                    sess, released = serving_session(graph, window, n_features, intra, inter)
                 except ValueError as exc:
                     conn.send(("refused", str(exc)))
                     continue

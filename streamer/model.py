@@ -142,6 +142,18 @@ def settle(session: Any, window: int, n_features: int) -> int:
     return released
 
 
+def serving_session(
+    data: bytes, window: int, n_features: int, intra_op_threads: int, inter_op_threads: int
+) -> tuple[Any, int]:
+    """:func:`open_session`, :func:`check_session` and :func:`settle`: a session of graph
+    ``data`` ready to serve windows [B, window, n_features], and the bytes of ONNX Runtime's
+    library released. ValueError with the reason if the graph is refused. The one way a
+    model is opened, in the inference process and here."""
+    session = open_session(data, intra_op_threads, inter_op_threads)
+    check_session(session, window, n_features)
+    return session, settle(session, window, n_features)
+
+
 def load(
     path: str | Path,
     intra_op_threads: int = 1,
@@ -164,9 +176,9 @@ def load(
         if remote is not None:
             remote.load(sha, data, manifest.window, n_features)
             return OnnxModel(p, manifest, sha, None, remote)
-        session = open_session(data, intra_op_threads, inter_op_threads)
-        check_session(session, manifest.window, n_features)
-        settle(session, manifest.window, n_features)
+        session, _ = serving_session(
+            data, manifest.window, n_features, intra_op_threads, inter_op_threads
+        )
     except (ValueError, ModelRefused) as exc:
         raise mf.ManifestError(f"{p}: {exc}") from exc
     return OnnxModel(p, manifest, sha, session)

@@ -155,8 +155,7 @@ class StreamStore:
     def drop(self, streams: Iterable[str]) -> list[str]:
         """Forget these streams without events (their partition moved to another owner, whose
         copy restored from the state topic carries on); returns the ones that were known."""
-        names = list(streams)
-        known = [s for s, r in zip(names, self.index.lookup(names).tolist(), strict=True) if r >= 0]
+        known, _ = self.index.held(streams)
         if known:
             rows = self.index.remove(known)
             for t in self.tables:
@@ -191,10 +190,7 @@ class StreamStore:
 
     def export_state(self, streams: Iterable[str]) -> dict[str, bytes]:
         """Compact, versioned bytes per known stream (unknown streams are left out)."""
-        names = list(streams)
-        every = self.index.lookup(names)
-        known = [s for s, r in zip(names, every.tolist(), strict=True) if r >= 0]
-        rows = every[every >= 0]
+        known, rows = self.index.held(streams)
         return dict(zip(known, self.codec.encode(rows), strict=True)) if known else {}
 
     def import_state(self, states: Mapping[str, bytes]) -> None:

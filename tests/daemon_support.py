@@ -257,11 +257,10 @@ def daemon(
     env_extra: dict[str, str] | None = None,
     env_drop: tuple[str, ...] = (),
 ) -> Iterator[DaemonProcess]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LSTMAD_") and k not in env_drop}
     # ORT_DISABLE_TELEMETRY: this process has it from importing streamer; the daemon must
     # set it itself (tests/test_telemetry.py).
-    for k in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "ORT_DISABLE_TELEMETRY"):
-        env.pop(k, None)
+    drop = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "ORT_DISABLE_TELEMETRY", *env_drop}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LSTMAD_") and k not in drop}
     env.update(env_extra or {})
     with log.open("ab") as out:
         proc = subprocess.Popen(
