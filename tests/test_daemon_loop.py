@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streamer import config
+from streamer import config, statestore
 from streamer.daemon import Daemon
 from streamer.decode import Limits
+from streamer.handover import Handover
 from streamer.http import Health
 from streamer.kafka_io import Batch, DeliveryError, Message
 from streamer.metrics import Metrics
@@ -43,6 +44,8 @@ class RecordingIO:
         self.rebalancing = False  # KafkaIO's listener flag: revoked, not yet reassigned
         self.uncommitted: dict[tuple[str, int], int] = {}
         self.sent: list[tuple[str, bytes | None, bytes | None, int | None]] = []
+        self.commit_waits: list[bool] = []
+        self.checkpointed: list[tuple[str, bytes | None, bytes | None, int | None]] = []
 
     def open(self) -> None:
         self.calls.append(("open", None))
@@ -69,6 +72,8 @@ class RecordingIO:
     ) -> None:
         self.calls.append(("send", topic))
         self.sent.append((topic, key, value, partition))
+        if topic == "state":
+            self.checkpointed.append((topic, key, value, partition))
 
     def detach(self) -> list[tuple[str, bytes | None, bytes | None, int | None]]:
         sent, self.sent = self.sent, []
@@ -93,8 +98,9 @@ class RecordingIO:
     def reset_producer(self) -> None:
         self.calls.append(("reset", None))
 
-    def commit(self, offsets: dict[tuple[str, int], int]) -> bool:
+    def commit(self, offsets: dict[tuple[str, int], int], wait: bool = True) -> bool:
         self.calls.append(("commit", dict(offsets)))
+        self.commit_waits.append(wait)
         return True
 
     def lag(self) -> dict[tuple[str, int], int]:
@@ -206,6 +212,66 @@ def test_a_checkpoint_commits_its_offsets_only_once_its_records_are_acked(
     d._settle(wait=False)
     assert io.calls == [("deliver", None), ("commit", {("in", 0): 5})]
     assert d._checkpoint is None
+
+
+def checkpointing(
+    tmp_path: Path, batches: list[list[Message]], chunk: int
+) -> tuple[Daemon, RecordingIO]:
+    """A daemon with a real :class:`Handover` (its sends go through ``io``) and a 1 h commit
+    interval: the first batch's commit is the only periodic one."""
+    io = RecordingIO(batches)
+    d, _ = make(io, tmp_path, kafka={"commit_interval_s": 3600.0}, checkpoint_chunk=chunk)
+    d.handover = Handover(d.scorer, "state", {}, 60.0)
+    return d, io
+
+
+def state_sends(io: RecordingIO, counts: list[int]) -> list[int]:
+    """``counts`` plus the state records sent since the ones it counts."""
+    return [*counts, len(io.checkpointed) - sum(counts)]
+
+
+def test_a_checkpoint_goes_out_a_chunk_per_iteration_and_commits_once_all_are_acked(
+    tmp_path: Path,
+) -> None:
+    streams = ds.make_streams(("normal",) * 5, "ck")
+    d, io = checkpointing(tmp_path, [messages(streams, lo, lo + 10) for lo in (0, 10, 20)], 2)
+    d.step()  # batch 1 landed at once (nothing committed yet): checkpoint of 5, 2 sent
+    sends = state_sends(io, [])
+    assert sends == [2] and not io.commit_waits
+    d.step()  # batch 2 polled and launched, 2 more sent
+    sends = state_sends(io, sends)
+    assert sends == [2, 2] and not io.commit_waits
+    d.step()  # batch 2 landed, the last one sent: all acked, batch 1's offsets committed
+    sends = state_sends(io, sends)
+    assert sends == [2, 2, 1]
+    commits = [c[1] for c in io.calls if c[0] == "commit"]
+    assert commits == [{("in", 1): 50}] and io.commit_waits == [False]
+    # Every record is the state batch 1 left, though the last ones went after batch 2 landed.
+    states = [statestore.decode(v) for _, _, v, _ in io.checkpointed if v is not None]
+    assert sorted(st.stream for st in states) == sorted(s.name for s in streams)
+    assert {st.offset for st in states} == set(range(45, 50))
+    d._land()
+    d._commit()  # the forced path (shutdown, eviction): everything at once, waited for
+    assert state_sends(io, sends)[-1] == 5 and io.commit_waits == [False, True]
+
+
+def test_an_idle_loop_or_a_revocation_sends_the_rest_of_a_checkpoint_at_once(
+    tmp_path: Path,
+) -> None:
+    streams = ds.make_streams(("normal",) * 5, "ci")
+    d, io = checkpointing(tmp_path, [messages(streams, 0, 10)], 1)
+    d.step()
+    sends = state_sends(io, [])
+    assert sends == [1]
+    d.step()  # nothing polled: the other 4 in this iteration, then committed
+    assert state_sends(io, sends) == [1, 4] and io.commit_waits == [False]
+
+    d, io = checkpointing(tmp_path, [messages(streams, 10, 20)], 1)
+    d.step()
+    sends = state_sends(io, [])
+    assert d._before_revoke() == {("in", 1): 100}
+    assert state_sends(io, sends) == [1, 4] and not d._unsent
+    assert not io.commit_waits  # the listener commits those
 
 
 def test_a_failed_delivery_is_resent_then_committed(tmp_path: Path) -> None:

@@ -114,3 +114,48 @@ def test_rejoin_is_a_new_member_that_reads_on_from_the_committed_offsets(
         assert sorted(m.value for m in after.messages) == want  # none of the committed 100
     finally:
         io.close(timeout_s=5)
+
+
+def test_an_asynchronous_commit_is_answered_in_a_later_poll_and_kept_by_the_group(
+    kafka_bootstrap: str,
+) -> None:
+    """The loop's periodic commit does not wait for the coordinator; its answer is counted
+    in a later poll, and the group holds the offsets, as after a synchronous commit."""
+    from tests.reliability_support import committed
+
+    topic, io = new_member(kafka_bootstrap, "ac")
+    ok = io.metrics.commits.labels("ok")
+    try:
+        settle(io)
+        ds.produce(kafka_bootstrap, topic, points(0, 40))
+        batch = poll_all(io, 40)
+        before = ok._value.get()
+        assert io.commit(batch.next_offsets, wait=False)
+        assert ok._value.get() == before  # sent, not answered yet
+        end = time.monotonic() + 30
+        while ok._value.get() == before and time.monotonic() < end:
+            io.poll(100)
+        assert ok._value.get() == before + 1
+        assert not io.uncommitted
+        want = {p: o for (_, p), o in batch.next_offsets.items()}
+        assert committed(kafka_bootstrap, f"g-{topic}", topic) == want
+    finally:
+        io.close(timeout_s=5)
+
+
+def test_a_refused_asynchronous_commit_is_retried_only_where_nothing_newer_was_sent() -> None:
+    """Retrying an older commit over a newer one would move the group's offset backwards."""
+    from kafka.errors import CommitFailedError
+    from kafka.structs import OffsetAndMetadata, TopicPartition
+
+    io = KafkaIO(KafkaConfig(bootstrap_servers=("127.0.0.1:1",), input_topic="t"),
+                 Metrics.create(CollectorRegistry()))  # fmt: skip
+    io._commit_sent = {("t", 0): 10, ("t", 1): 30}  # partition 1 committed again since
+    refused = {TopicPartition("t", p): OffsetAndMetadata(o, "", -1) for p, o in ((0, 10), (1, 20))}
+    io._committed(refused, CommitFailedError("rebalanced"))
+    assert io.uncommitted == {("t", 0): 10}
+    assert io.metrics.commits.labels("failed")._value.get() == 1
+    io._commit_sent.clear()  # what a revocation does: nothing of before it is retried
+    io.uncommitted.clear()
+    io._committed(refused, CommitFailedError("rebalanced"))
+    assert io.uncommitted == {}

@@ -3,6 +3,9 @@ and each input partition restores only its own streams."""
 
 from __future__ import annotations
 
+import json
+import struct
+
 import pytest
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient
@@ -19,6 +22,15 @@ def test_codec_round_trip_and_rejects_garbage() -> None:
         ss.decode(b"nope")
     with pytest.raises(ss.StateError, match="unreadable"):
         ss.decode(ss.MAGIC + b"\x00\x00\x00\x02{]")
+
+
+def test_the_header_is_the_json_the_previous_encoder_wrote() -> None:
+    """States written before the faster header encoding must read back, and vice versa."""
+    for name in ("host1.cpu", 'q"uote\\back', "unicodé.流", "ctl\x01\n"):
+        s = ss.StreamState(name, 7, 2**40, b"blob")
+        header = json.dumps({"stream": name, "partition": 7, "offset": 2**40}).encode()
+        assert ss.encode(s) == ss.MAGIC + struct.pack(">I", len(header)) + header + b"blob"
+        assert ss.decode(ss.encode(s)) == s
 
 
 def test_checkpoint_restore_per_partition(kafka_bootstrap: str, topic_name: str) -> None:
