@@ -119,9 +119,20 @@ def rate_10_90(samples: Sequence[tuple[float, float]], total: int) -> float:
     return (hi[1] - lo[1]) / (hi[0] - lo[0])
 
 
-def bare_rate(bootstrap: str, topic: str, total: int, deadline_s: float) -> float:
-    """Points/s of a consumer that only polls and JSON-decodes, over the whole topic."""
+def bare_rate(
+    bootstrap: str, topic: str, total: int, deadline_s: float, reader: str = "kafka-python"
+) -> float:
+    """Points/s of a consumer that only polls and JSON-decodes, over the whole topic, with
+    kafka-python's own record reader or (``reader="lstmad"``) the daemon's
+    (:mod:`streamer.kafka_records`)."""
     from kafka import KafkaConsumer
+
+    from streamer import kafka_records
+
+    if reader == "lstmad":
+        kafka_records.install()
+    else:
+        kafka_records.uninstall()
 
     c = KafkaConsumer(
         topic,
@@ -143,6 +154,7 @@ def bare_rate(bootstrap: str, topic: str, total: int, deadline_s: float) -> floa
             samples.append((time.perf_counter(), got))
     finally:
         c.close()
+        kafka_records.uninstall()
     return rate_10_90(samples, total)
 
 

@@ -6,7 +6,9 @@ In the same run and on the same topic:
 
 - a bare kafka-python consumer (same client, same ``max_poll_records``) that only polls and
   JSON-decodes: the ceiling for this client; its points/s between 10% and 90% of M, run
-  before and after the daemon, the better of the two kept (the machine is shared);
+  before and after the daemon, the better of the two kept (the machine is shared); it
+  reads records with kafka-python's own reader, the daemon with ``streamer.kafka_records``
+  (the same records, half the CPU): once more with that reader, for comparison only;
 - the daemon (``python -m streamer serve``, a child process, default config apart from the
   broker and topics): points/s between 10% and 90% of M from its ``lstmad_points_total``
   (scraped every 0.1 s), and its RSS (``VmRSS``) once every point was consumed; at <= 1,000
@@ -167,6 +169,11 @@ def run_streams(
         ]
         out["bare_points_per_s"] = max(out["bare_points_per_s_runs"])
         out["ratio"] = out["daemon_points_per_s"] / out["bare_points_per_s"]
+        # The daemon reads records with streamer.kafka_records: the same client with that
+        # reader, for what the ceiling would be with it (the target stays kafka-python's).
+        out["bare_points_per_s_lstmad_reader"] = bare_rate(
+            bootstrap, topic, total, deadline, reader="lstmad"
+        )
     return out
 
 

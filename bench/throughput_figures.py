@@ -42,6 +42,10 @@ def figures(res: dict[str, Any]) -> list[report.Figure]:
             )
             target = report.at_least(r["ratio"], 0.5) if n == 1000 else None
             figs.append(report.figure(b, f"daemon/bare @{n} streams", r["ratio"], "", cmd, target))
+        if "bare_points_per_s_lstmad_reader" in r:
+            v = r["bare_points_per_s_lstmad_reader"]
+            label = f"bare consumer @{n} streams, lstmad's record reader"
+            figs.append(report.figure(b, label, v, "points/s", cmd))
         figs.append(
             report.figure(b, f"daemon RSS @{n} streams", r["rss_bytes"] / 2**20, "MiB", cmd)
         )

@@ -208,6 +208,12 @@ class KafkaIO:
         """A consumer of the input topic in the group, subscribed with the rebalance listener."""
         from kafka import KafkaConsumer
 
+        from streamer import kafka_records
+
+        if self.cfg.record_reader == "lstmad":
+            kafka_records.install()
+        else:
+            kafka_records.uninstall()
         common = client_options(self.cfg)
         self._consumer = KafkaConsumer(
             group_id=self.cfg.group_id,
