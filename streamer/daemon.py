@@ -182,7 +182,7 @@ class Daemon:
             nxt = started[0] if started else self.scorer.start(prepped, self._pool)
             self._inflight = (nxt, batch.next_offsets)
         if self._unsent:  # an idle loop sends the rest at once
-            self._send_checkpoint(self.cfg.state.checkpoint_chunk if staged else None)
+            self._send_checkpoint(None if staged is None else self.cfg.state.checkpoint_chunk)
         self._settle(wait=False)
         interval = self.cfg.kafka.commit_interval_s
         if interval <= 0 or ((self._offsets or self._inflight) and mono >= self._next_commit):

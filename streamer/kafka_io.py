@@ -404,7 +404,8 @@ class KafkaIO:
         return True
 
     def _committed(self, offsets: Mapping[Any, Any], response: Any) -> None:
-        """kafka-python's answer to an asynchronous commit (on the loop thread, in ``poll``)."""
+        """kafka-python's answer to an asynchronous commit, handed over in a later ``poll``
+        or commit (the loop thread's, or the revocation listener's while the loop waits)."""
         if not isinstance(response, Exception):
             self.metrics.commits.labels("ok").inc()
             return
