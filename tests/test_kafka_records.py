@@ -68,11 +68,20 @@ def read_all(bootstrap: str, topic: str, total: int, **cfg: Any) -> list[Any]:
         c.close()
 
 
+def stock_reader() -> None:
+    """kafka-python's own reader, whatever an earlier test in this process installed."""
+    from kafka.consumer.fetcher import Fetcher
+
+    kafka_records.uninstall()
+    assert Fetcher.PartitionRecords._unpack_records is not kafka_records._unpack_records
+
+
 def test_the_fast_reader_gives_kafka_pythons_records_field_for_field(
     kafka_bootstrap: str, topic_name: str
 ) -> None:
     create(kafka_bootstrap, topic_name)
     total = produce_shapes(kafka_bootstrap, topic_name)
+    stock_reader()
     stock = read_all(kafka_bootstrap, topic_name, total)
     assert kafka_records.install()
     try:
@@ -94,6 +103,7 @@ def test_log_append_time_and_transaction_markers(kafka_bootstrap: str, topic_nam
             p.send(topic_name, key=b"k", value=b"%d-%d" % (round_, i))
         p.commit_transaction()
     p.close()
+    stock_reader()
     stock = read_all(kafka_bootstrap, topic_name, 40)
     assert kafka_records.install()
     try:
@@ -123,6 +133,7 @@ def test_a_corrupt_batch_is_refused_by_both_readers(fast: bool) -> None:
     tp = TopicPartition("t", 0)
 
     def read(data: bytes, check_crcs: bool = True) -> list[Any]:
+        stock_reader()
         if fast:
             assert kafka_records.install()
         try:
