@@ -129,10 +129,7 @@ def bare_rate(
 
     from streamer import kafka_records
 
-    if reader == "lstmad":
-        kafka_records.install()
-    else:
-        kafka_records.uninstall()
+    kafka_records.use(reader)
 
     c = KafkaConsumer(
         topic,

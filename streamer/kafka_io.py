@@ -215,10 +215,7 @@ class KafkaIO:
 
         from streamer import kafka_records
 
-        if self.cfg.record_reader == "lstmad":
-            kafka_records.install()
-        else:
-            kafka_records.uninstall()
+        kafka_records.use(self.cfg.record_reader)
         common = client_options(self.cfg)
         self._consumer = KafkaConsumer(
             group_id=self.cfg.group_id,

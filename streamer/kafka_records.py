@@ -55,6 +55,15 @@ def install() -> bool:
     return True
 
 
+def use(reader: str) -> None:
+    """``[kafka] record_reader``: "lstmad" installs this reader, "kafka-python" keeps (or
+    puts back) kafka-python's own."""
+    if reader == "lstmad":
+        install()
+    else:
+        uninstall()
+
+
 def uninstall() -> None:
     """kafka-python's own reader again (for tests that compare the two)."""
     global _original
